@@ -1,0 +1,71 @@
+"""The ``remamber-deploy`` command line: one entry point, one module per subcommand.
+
+Subcommand modules are imported only when chosen, so ``remamber-deploy --help`` stays fast and a
+missing optional dependency of one subcommand does not break the others. Each module provides
+``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import RemamberError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "predict": ("remamber.predict", "segment the object a sentence refers to in an image"),
+    "export": ("remamber.export.cli_export", "export ReMamber to ONNX with remamber::SelectiveScan nodes"),
+    "build-engine": ("remamber.export.cli_engine", "build a TensorRT / TensorRT-RTX engine from an ONNX file"),
+    "compare": ("remamber.export.cli_compare", "compare ONNX Runtime (custom ops) with PyTorch on the same inputs"),
+    "bench": ("remamber.bench.cli", "parity and latency at 480 and 1024, reports and regression gate"),
+    "scan-bench": ("remamber.bench.scan_bench", "throughput of the selective-scan backends on the model's shapes"),
+    "native": ("remamber.native", "locate the compiled plugin libraries and print how to build them"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="remamber-deploy",
+        description="ReMamber to ONNX Runtime and TensorRT, with parity and latency checks.",
+    )
+    parser.add_argument("--version", action="version", version=f"remamber-deploy {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        _top_parser().parse_args(argv or ["--help"])
+        return 2
+    module_name, help_text = COMMANDS[command]
+    idx = argv.index(command)
+    parser = argparse.ArgumentParser(prog=f"remamber-deploy {command}", description=help_text)
+    try:
+        module = importlib.import_module(module_name)
+        module.add_arguments(parser)
+        args = parser.parse_args(argv[idx + 1 :])
+        return int(module.run(args) or 0)
+    except RemamberError as exc:
+        if debug:
+            raise
+        print(f"remamber-deploy {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
