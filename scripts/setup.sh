@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up remamber-deploy on a fresh machine (idempotent: a second run only checks):
+#   1. a virtual environment (.venv, or $REMAMBER_VENV) with the package installed editable,
+#   2. the test-only references: mamba-ssm without its CUDA build, the CLIP BPE vocabulary file,
+#   3. the native build: headers fetched into third_party/, CMake build, libraries into remamber/lib/.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${REMAMBER_VENV:-.venv}
+CONSTRAINTS=scripts/constraints-cpu.txt
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "virtual environment $VENV"
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+python -m pip install -q --upgrade pip setuptools wheel
+
+step "Python packages (pinned by $CONSTRAINTS)"
+python -m pip install -q -c "$CONSTRAINTS" -e ".[trt-rtx,test]"
+# open_clip_torch only for the CLIP BPE vocabulary file inside its wheel; its dependencies
+# (torchvision among them) are neither needed nor importable beside the CPU torch.
+python -m pip install -q --no-deps "open_clip_torch==3.3.0"
+# mamba-ssm's pure-PyTorch selective_scan_ref is an independent reference for the tests;
+# its CUDA extension cannot be built here (TOOLCHAIN.md).
+if ! python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('mamba_ssm') is None)"; then
+    MAMBA_SKIP_CUDA_BUILD=TRUE MAMBA_FORCE_BUILD=TRUE \
+        python -m pip install -q --no-deps --no-build-isolation "mamba-ssm==2.3.2.post1"
+fi
+
+step "native dependencies (headers) and build"
+bash scripts/fetch_native_deps.sh
+bash scripts/build_native.sh
+
+step "ready: $(remamber-deploy --version)"
