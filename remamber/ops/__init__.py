@@ -16,3 +16,5 @@ __all__ = [
     "use_backend",
     "validate_scan_inputs",
 ]
+
+from . import cuda_backend  # noqa: E402,F401  (registers the lazy "cuda" backend; loads no library)
