@@ -32,8 +32,8 @@ if ! python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('ma
         python -m pip install -q --no-deps --no-build-isolation "mamba-ssm==2.3.2.post1"
 fi
 
-step "native dependencies (headers) and build"
-bash scripts/fetch_native_deps.sh
-bash scripts/build_native.sh
+step "native build (fetches headers into third_party/, builds, installs into remamber/lib/, runs ctest)"
+# Warnings are errors here: the kernels must compile cleanly for every default architecture.
+bash scripts/build_native.sh -DREMAMBER_WERROR=ON
 
 step "ready: $(remamber-deploy --version)"

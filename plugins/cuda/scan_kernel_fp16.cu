@@ -1,0 +1,12 @@
+// fp16 instantiations of the selective-scan kernel (one file per dtype so builds run in parallel).
+#include "scan_kernel.cuh"
+
+namespace remamber {
+namespace scan {
+
+cudaError_t launch_selective_scan_fp16(const ScanCudaParams& params, cudaStream_t stream) {
+  return cuda_detail::launch_typed<__half>(params, stream);
+}
+
+}  // namespace scan
+}  // namespace remamber
