@@ -1,0 +1,77 @@
+"""Report figures: latency distribution, logit error histogram, mask overlays.
+
+Built on ``matplotlib.figure.Figure`` (Agg canvas, no pyplot): no display needed and no global
+backend state touched. Each figure is written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..export.atomic import atomic_path
+
+DPI = 110
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    return Path(path)
+
+
+def latency_boxplot(series: dict[str, list[float]], path: Path, title: str) -> Path:
+    """One box per 'runtime @ resolution' label over its per-iteration latency samples (ms)."""
+    labels = list(series)
+    fig = Figure(figsize=(max(5.0, 1.3 * len(labels) + 2), 4.0))
+    ax = fig.add_subplot()
+    ax.boxplot([series[k] for k in labels], showfliers=True, whis=(5, 95))
+    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=20, ha="right")
+    medians = [float(np.median(series[k])) for k in labels]
+    for i, m in enumerate(medians, start=1):
+        ax.annotate(f"{m:.1f}", (i, m), textcoords="offset points", xytext=(24, 0), fontsize=8, va="center")
+    ax.set_ylabel("latency per iteration (ms)")
+    ax.set_yscale("log" if max(medians) / max(min(medians), 1e-9) > 20 else "linear")
+    ax.set_title(title + "\n(box: quartiles, whiskers: p5-p95, label: median)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def error_histogram(errors: dict[str, np.ndarray], path: Path) -> Path:
+    """Histogram of (runtime - reference) logits per label, log-count axis."""
+    fig = Figure(figsize=(6.5, 4.0))
+    ax = fig.add_subplot()
+    finite = [e[np.isfinite(e)] for e in errors.values()]
+    span = max((float(np.abs(e).max()) for e in finite if e.size), default=0.0) or 1e-12
+    bins = np.linspace(-span, span, 81)
+    for (label, _), e in zip(errors.items(), finite):
+        ax.hist(e.ravel(), bins=bins, histtype="step", label=label, log=True)
+    ax.set_xlabel("runtime logit - PyTorch fp32 reference logit")
+    ax.set_ylabel("pixels")
+    ax.set_title("logit error distribution", fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def mask_overlay(image, reference_mask: np.ndarray, runtime_mask: np.ndarray, path: Path, runtime: str, title: str) -> Path:
+    """Three panels over the image: reference mask, runtime mask, pixels where they differ."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    diff = reference_mask != runtime_mask
+    panels = (
+        ("PyTorch fp32 reference mask", reference_mask, (0.1, 0.4, 1.0)),
+        (f"{runtime} mask", runtime_mask, (0.1, 0.8, 0.2)),
+        (f"difference: {int(diff.sum())} px ({100 * diff.mean():.3f}%)", diff, (1.0, 0.1, 0.1)),
+    )
+    height, width = diff.shape
+    fig = Figure(figsize=(11, 11 / 3 * height / width + 0.9), layout="constrained")
+    for i, (name, mask, colour) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, 3, i)
+        over = rgb.copy()
+        over[mask] = 0.45 * over[mask] + 0.55 * np.asarray(colour, dtype=np.float32)
+        ax.imshow(over)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -1,0 +1,84 @@
+"""``remamber-deploy compare``: ONNX Runtime (with the custom-op library) against PyTorch.
+
+Runs the ONNX graph and the PyTorch model on the same deterministic inputs and prints one row per
+output (logits, and with --mark-intermediates the 4 backbone stages and the decoder feature).
+Exit status 0 when the logits meet the tolerances of export/parity_check.py, 1 when they do not
+(2 for bad input, as every command). The model defaults to what the ONNX metadata records
+(variant, preset, seed or checkpoint path).
+
+Examples:
+  remamber-deploy compare remamber_conv_base_480_fp32.onnx --checkpoint ReMamber_Conv.pth
+  remamber-deploy compare tiny_mamba_480_fp16.onnx --mark-intermediates
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from remamber.errors import InputError
+
+from . import graph_checks, model_source, parity_check
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("onnx", type=Path, help="ONNX file from `remamber-deploy export`")
+    model_source.add_model_arguments(parser, defaults_from_graph=True)
+    parser.add_argument("--batch", type=int, default=1, help="batch size of the test inputs (default 1)")
+    parser.add_argument("--input-seed", type=int, default=0, help="seed of the test inputs (default 0)")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--mark-intermediates", action="store_true",
+                        help="also compare the backbone stage outputs and the decoder feature; a graph "
+                             "exported without them is re-exported with them to a temporary folder")
+
+
+def _from_graph(args, meta: dict) -> tuple[str, str, int, Path | None]:
+    variant = args.variant or meta.get("remamber.variant") or None
+    preset = args.preset or meta.get("remamber.preset") or None
+    if not variant or not preset:
+        raise InputError(f"{args.onnx} records no variant/preset; pass --variant and --preset (and --checkpoint)")
+    checkpoint = args.checkpoint
+    weights = meta.get("remamber.weights", "")
+    if checkpoint is None and weights and not weights.startswith("random"):
+        checkpoint = Path(weights)
+    seed = args.seed if args.seed is not None else int(meta.get("remamber.seed", 0))
+    return variant, preset, seed, checkpoint
+
+
+def run(args) -> int:
+    if not args.onnx.is_file():
+        raise InputError(f"ONNX file {args.onnx} does not exist; create it with `remamber-deploy export`")
+    if args.batch < 1:
+        raise InputError(f"--batch {args.batch} must be >= 1")
+    graph = graph_checks.load_graph(args.onnx)
+    meta = {p.key: p.value for p in graph.metadata_props}
+    variant, preset, seed, checkpoint = _from_graph(args, meta)
+    model, description = model_source.load_model(variant, preset, seed, checkpoint)
+    print(description, file=sys.stderr)
+
+    onnx_path, intermediates, tmp = args.onnx, None, None
+    if args.mark_intermediates:
+        from .intermediates import default_intermediates
+        from .onnx_export import export_onnx
+
+        intermediates = default_intermediates(model)
+        outputs = {o.name for o in graph.graph.output}
+        if not set(intermediates) <= outputs:
+            tmp = tempfile.TemporaryDirectory(prefix="remamber-compare-")
+            onnx_path = Path(tmp.name) / "marked.onnx"
+            precision = meta.get("remamber.precision", "fp32")
+            resolution = graph.graph.input[0].type.tensor_type.shape.dim[2].dim_value
+            print(f"{args.onnx} has no intermediate outputs: exporting a marked copy ({precision}, {resolution}) "
+                  f"to {onnx_path}", file=sys.stderr)
+            export_onnx(model, onnx_path, resolution, precision, intermediates=intermediates,
+                        metadata=model_source.model_metadata(variant, preset, seed, checkpoint))
+    try:
+        report = parity_check.run_compare(onnx_path, model, batch=args.batch, input_seed=args.input_seed,
+                                          threads=args.threads, intermediates=intermediates)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    print(parity_check.format_report(report))
+    return 0 if report.passed else 1

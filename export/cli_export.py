@@ -1,0 +1,68 @@
+"""``remamber-deploy export``: ReMamber -> ONNX with remamber::SelectiveScan nodes.
+
+Examples:
+  remamber-deploy export --checkpoint ReMamber_Conv.pth --variant conv --resolution 480 -o remamber_conv_480.onnx
+  remamber-deploy export --preset tiny --variant mamba --resolution 1024 --precision fp16 -o tiny_mamba_1024_fp16.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from remamber.errors import InputError
+
+from . import graph_checks, model_source, onnx_export
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    model_source.add_model_arguments(parser)
+    parser.add_argument("--resolution", type=int, default=480, help="input size S (multiple of 32; default 480)")
+    parser.add_argument("--precision", choices=onnx_export.PRECISIONS, default="fp32",
+                        help="fp32, or fp16 = strongly typed half precision with fp32 islands (default fp32)")
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="ONNX file to write (default remamber_<variant>_<preset>_<S>_<precision>.onnx)")
+    parser.add_argument("--static-batch", type=int, default=None, metavar="N",
+                        help="fix the batch dimension to N (default: dynamic batch)")
+    parser.add_argument("--mark-intermediates", action="store_true",
+                        help="also output the 4 backbone stage features and the decoder feature (for compare)")
+    parser.add_argument("--external-data", choices=("auto", "always"), default="auto",
+                        help="weights in <output>.data: auto = only above 2 GiB (default), always")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    # Validate everything cheap before the (slow) model build, so bad input fails fast and
+    # leaves nothing behind.
+    onnx_export.validate_resolution(args.resolution)
+    model_source.check_checkpoint_path(args.checkpoint)
+    output = args.output or Path(f"remamber_{args.variant}_{args.preset}_{args.resolution}_{args.precision}.onnx")
+    if output.suffix != ".onnx":
+        raise InputError(f"output {output} must end in .onnx")
+    if output.is_dir():
+        raise InputError(f"output {output} is a folder; give a file name ending in .onnx")
+
+    model, description = model_source.load_model(args.variant, args.preset, args.seed, args.checkpoint)
+    print(description, file=sys.stderr)
+    intermediates = None
+    if args.mark_intermediates:
+        from .intermediates import default_intermediates
+
+        intermediates = default_intermediates(model)
+    result = onnx_export.export_onnx(
+        model, output, args.resolution, args.precision,
+        static_batch=args.static_batch,
+        intermediates=intermediates,
+        opset=args.opset,
+        external_data=True if args.external_data == "always" else None,
+        progress=not args.quiet,
+        metadata=model_source.model_metadata(args.variant, args.preset, args.seed, args.checkpoint),
+    )
+    print(graph_checks.format_summary(result.summary))
+    times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    print(f"\n{result.scan_nodes} remamber::SelectiveScan nodes for {result.scan_calls_traced} scan calls in the "
+          f"PyTorch model; checker (full), shape inference{' and fp16 typing' if args.precision == 'fp16' else ''} passed")
+    print(f"wrote {result.path}" + (f" + {result.path}.data" if result.external_data else "") + f" ({times})")
+    return 0
