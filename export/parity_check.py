@@ -14,14 +14,15 @@ Tolerances (``TOLERANCES``), stated against each output's scale (max |reference|
 - fp32: max |ort - torch| <= 1e-4 x scale, and no mask pixel may differ except where the PyTorch
   logit lies within 1e-3 of the threshold (0). Both runtimes compute in fp32 with the same op
   maths; differences are summation-order rounding (measured ~1e-5 of scale on the tiny preset).
-- fp16: max |ort - torch_fp32| <= 3e-2 x scale, mask agreement (IoU) >= 0.99 and pixel mismatch
-  <= 0.5 %. Justification: fp16 has a unit roundoff of 4.9e-4; ReMamber stacks ~40 residual
-  blocks, and errors from fp16 weights and activations accumulate roughly as sqrt(depth) x a few
-  ulp per block on the normalised residual stream, which gives the low 1e-2 range of relative
-  logit error we measure (tiny preset, ORT fp16 graph against the fp32 PyTorch model; numbers in
-  the project report); masks only flip next to the threshold. Scan state, scan output, A, D,
-  delta_bias and LayerNorm statistics stay fp32 (export/fp16.py), which is what keeps the error
-  at this level.
+- fp16: max |ort - torch_fp32| <= 3e-2 x scale, mask IoU >= 0.99 and pixel mismatch <= 0.5 %.
+  Justification: fp16 has a unit roundoff of 4.9e-4; ReMamber stacks ~40 residual blocks whose
+  fp16 rounding errors add up on the residual stream. Measured (tiny preset, 480, batch 2, the fp16
+  graph in ORT against the fp32 PyTorch model): max abs error 2.8e-3 x scale (conv) and 2.4e-3 x
+  scale (mamba), masks differing on 0.025 % / 0.054 % of pixels, where the logit is near the threshold. The
+  stated bound leaves ~10x headroom because (a) ORT's CPU provider runs some fp16 nodes through
+  inserted fp32 casts, so a GPU runtime rounds more often, and (b) the base preset is deeper. Scan
+  state, scan output, A, D, delta_bias and LayerNorm statistics stay fp32 (export/fp16.py), which
+  is what keeps the error at this level.
 
 Intermediate outputs (``--mark-intermediates``) are compared with the same relative rule; the
 first one in dataflow order that fails is reported as where the divergence starts. Only the

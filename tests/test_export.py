@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -41,11 +40,12 @@ def tiny_model(variant: str):
     return remamber.build_model(variant, "tiny", seed=0)
 
 
-def is_dynamic(resolution: int, precision: str) -> bool:
+def is_dynamic(variant: str, resolution: int, precision: str) -> bool:
     """Which test graphs keep the dynamic batch (the export default). A symbolic batch makes
-    torch.export ~2.5x slower, so the 1024 and fp16 graphs are exported with a static batch of 1
-    to keep CI time down; dynamic batch is exercised at 480 for both variants."""
-    return resolution == 480 and precision == "fp32"
+    torch.export ~2.5x slower (measured: 70 s against 26 s for tiny conv 480), so only the
+    conv/480/fp32 graph keeps it and the others are exported with a static batch of 1 to keep CI
+    time down."""
+    return (variant, resolution, precision) == ("conv", 480, "fp32")
 
 
 def is_marked(variant: str, resolution: int, precision: str) -> bool:
@@ -60,7 +60,7 @@ def exported(variant: str, resolution: int, precision: str = "fp32"):
     marks = default_intermediates(model) if is_marked(variant, resolution, precision) else None
     path = _TMP / f"tiny_{variant}_{resolution}_{precision}.onnx"
     return export_onnx(model, path, resolution, precision, intermediates=marks, progress=False,
-                       static_batch=None if is_dynamic(resolution, precision) else 1)
+                       static_batch=None if is_dynamic(variant, resolution, precision) else 1)
 
 
 class ScanCounter(TorchDispatchMode):
@@ -121,7 +121,7 @@ def test_export_graph_rules(variant, resolution):
     model = onnx.load(str(path))
     inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     (logits,) = [o for o in inferred.graph.output if o.name == "logits"]
-    b = "batch" if is_dynamic(resolution, "fp32") else 1
+    b = "batch" if is_dynamic(variant, resolution, "fp32") else 1
     dims = [d.dim_param or d.dim_value for d in logits.type.tensor_type.shape.dim]
     assert dims == [b, 1, resolution, resolution]
     assert logits.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
@@ -160,9 +160,9 @@ def test_ort_matches_pytorch_fp32(variant, resolution):
     assert_fp32_parity(ref, out)
 
 
-@pytest.mark.parametrize("variant", ["conv", "mamba"])
-def test_dynamic_batch(variant):
-    """Batch 2 and 3 through graphs exported with the default (dynamic) batch; users export at batch 1."""
+def test_dynamic_batch():
+    """Batch 2 and 3 through a graph exported with the default (dynamic) batch, as users export it."""
+    variant = "conv"
     path = exported(variant, 480).path
     sess = ort_session(path)
     for batch in (2, 3):

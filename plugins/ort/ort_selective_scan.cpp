@@ -6,12 +6,18 @@
 // schema and picks the kernel from the input types. The CPU kernel runs the rows
 // (batch * channels) on the session's intra-op thread pool (KernelContext::ParallelFor), so
 // `SessionOptions.intra_op_num_threads` controls its threads.
+//
+// Built with REMAMBER_ORT_WITH_CUDA (CMake defines it when it finds CUDA), the library also registers
+// three CUDA execution-provider kernels under the same domain/name: inputs and y live on the device
+// and the scan runs on ORT's compute stream for the node, through the launcher of plugins/cuda
+// (linked statically with the static CUDA runtime). Both kernel kinds share the node checks below.
 #define ORT_API_MANUAL_INIT
 #include "onnxruntime_cxx_api.h"
 #undef ORT_API_MANUAL_INIT
 
 #include <algorithm>
 #include <exception>
+#include <iterator>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -19,6 +25,9 @@
 
 #include "scan_cpu.h"
 #include "scan_validate.h"
+#ifdef REMAMBER_ORT_WITH_CUDA
+#include "scan_launch.h"
+#endif
 
 #define REMAMBER_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -45,6 +54,22 @@ class ScanError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A failure of the device launch itself (not of the node's inputs): reported as ORT_FAIL.
+class ScanLaunchError : public ScanError {
+ public:
+  using ScanError::ScanError;
+};
+
+// One run's arguments once the inputs passed the checks: pointers in the kernel's memory (host for
+// the CPU kernel, device for the CUDA kernel), y allocated with u's shape.
+struct ScanCall {
+  scan::ScanShape shape;
+  scan::ScanDtype dtype = scan::ScanDtype::kFloat32;
+  const void* data[scan::kNumInputs] = {};  // nullptr for an absent optional input
+  float* y = nullptr;
+};
+
+// What every kernel kind holds (the node's attributes and input names) and the checks they share.
 struct ScanKernel {
   std::string node_name;
   bool delta_softplus = true;
@@ -75,17 +100,9 @@ struct ScanKernel {
 
   std::string where() const { return "remamber::SelectiveScan node '" + node_name + "': "; }
 
-  OrtStatusPtr ComputeV2(OrtKernelContext* raw_context) noexcept {
-    try {
-      Compute(raw_context);
-      return nullptr;
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-    }
-  }
-
-  void Compute(OrtKernelContext* raw_context) {
-    Ort::KernelContext ctx(raw_context);
+  // Reads the inputs' types and shapes (tensor metadata is on the host whatever the memory), checks
+  // them against the op contract, and allocates y.
+  ScanCall prepare(Ort::KernelContext& ctx) const {
     const size_t count = ctx.GetInputCount();
     int slot[scan::kNumInputs];
     slots(count, slot);
@@ -104,27 +121,59 @@ struct ScanKernel {
     const std::string problem = scan::validate_signature(desc);
     if (!problem.empty()) throw ScanError(where() + problem);
 
-    scan::ScanCpuArgs args;
-    args.shape.batch = desc[scan::kU].dims[0];
-    args.shape.channels = desc[scan::kU].dims[1];
-    args.shape.length = desc[scan::kU].dims[2];
-    args.shape.groups = desc[scan::kB].dims[1];
-    args.shape.nstate = desc[scan::kA].dims[1];
-    if (const char* bad = scan::check_shape(args.shape)) throw ScanError(where() + bad);
-    args.dtype = desc[scan::kU].type == ElemType::kFloat32   ? scan::ScanDtype::kFloat32
+    ScanCall call;
+    call.shape.batch = desc[scan::kU].dims[0];
+    call.shape.channels = desc[scan::kU].dims[1];
+    call.shape.length = desc[scan::kU].dims[2];
+    call.shape.groups = desc[scan::kB].dims[1];
+    call.shape.nstate = desc[scan::kA].dims[1];
+    if (const char* bad = scan::check_shape(call.shape)) throw ScanError(where() + bad);
+    call.dtype = desc[scan::kU].type == ElemType::kFloat32   ? scan::ScanDtype::kFloat32
                  : desc[scan::kU].type == ElemType::kFloat16 ? scan::ScanDtype::kFloat16
                                                              : scan::ScanDtype::kBFloat16;
-    args.u = data[scan::kU];
-    args.delta = data[scan::kDelta];
-    args.A = static_cast<const float*>(data[scan::kA]);
-    args.B = data[scan::kB];
-    args.C = data[scan::kC];
-    args.D = static_cast<const float*>(data[scan::kD]);
-    args.delta_bias = static_cast<const float*>(data[scan::kDeltaBias]);
-    args.delta_softplus = delta_softplus;
-
+    std::copy(std::begin(data), std::end(data), std::begin(call.data));
     Ort::UnownedValue out = ctx.GetOutput(0, desc[scan::kU].dims);
-    args.y = out.GetTensorMutableData<float>();
+    call.y = out.GetTensorMutableData<float>();
+    return call;
+  }
+
+  // ComputeV2 of every kernel kind: runs `compute` and turns its exceptions into an OrtStatus.
+  template <typename F>
+  static OrtStatusPtr guarded(F&& compute) noexcept {
+    try {
+      compute();
+      return nullptr;
+    } catch (const ScanLaunchError& e) {
+      return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
+    } catch (const std::exception& e) {
+      return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+    }
+  }
+};
+
+struct ScanCpuKernel : ScanKernel {
+  static constexpr const char* kExecutionProvider = "CPUExecutionProvider";
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* raw_context) noexcept {
+    return guarded([&] { Compute(raw_context); });
+  }
+
+  void Compute(OrtKernelContext* raw_context) {
+    Ort::KernelContext ctx(raw_context);
+    const ScanCall call = prepare(ctx);
+
+    scan::ScanCpuArgs args;
+    args.shape = call.shape;
+    args.dtype = call.dtype;
+    args.u = call.data[scan::kU];
+    args.delta = call.data[scan::kDelta];
+    args.A = static_cast<const float*>(call.data[scan::kA]);
+    args.B = call.data[scan::kB];
+    args.C = call.data[scan::kC];
+    args.D = static_cast<const float*>(call.data[scan::kD]);
+    args.delta_bias = static_cast<const float*>(call.data[scan::kDeltaBias]);
+    args.delta_softplus = delta_softplus;
+    args.y = call.y;
 
     const int64_t rows = args.shape.batch * args.shape.channels;
     if (rows == 0 || args.shape.length == 0) return;
@@ -152,12 +201,50 @@ struct ScanKernel {
   }
 };
 
-template <ONNXTensorElementDataType kActType>
-struct ScanOp : Ort::CustomOpBase<ScanOp<kActType>, ScanKernel, /*WithStatus=*/true> {
+#ifdef REMAMBER_ORT_WITH_CUDA
+// CUDA execution-provider kernel: every input (A, D and delta_bias included, small fp32 tensors) and
+// y are in device memory (OrtMemTypeDefault for this EP), so the pointers go to the launcher as they
+// are; the kernel is queued on the node's compute stream and ORT orders the consumers after it.
+struct ScanCudaKernel : ScanKernel {
+  static constexpr const char* kExecutionProvider = "CUDAExecutionProvider";
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* raw_context) noexcept {
+    return guarded([&] { Compute(raw_context); });
+  }
+
+  void Compute(OrtKernelContext* raw_context) {
+    Ort::KernelContext ctx(raw_context);
+    const ScanCall call = prepare(ctx);
+
+    scan::ScanCudaParams params;
+    params.shape = call.shape;
+    params.dtype = call.dtype;
+    params.u = call.data[scan::kU];
+    params.delta = call.data[scan::kDelta];
+    params.A = static_cast<const float*>(call.data[scan::kA]);
+    params.B = call.data[scan::kB];
+    params.C = call.data[scan::kC];
+    params.D = static_cast<const float*>(call.data[scan::kD]);
+    params.delta_bias = static_cast<const float*>(call.data[scan::kDeltaBias]);
+    params.delta_softplus = delta_softplus;
+    params.y = call.y;
+
+    // The launcher reports bad arguments and the launch status; a fault while the kernel runs is
+    // asynchronous and surfaces at ORT's next synchronisation of the stream, as for its own kernels.
+    auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
+    if (const char* err = scan::launch_selective_scan(params, stream))
+      throw ScanLaunchError(where() + "CUDA kernel: " + err);
+  }
+};
+#endif  // REMAMBER_ORT_WITH_CUDA
+
+// One op instance per (activation dtype, kernel kind); TKernel names its execution provider.
+template <ONNXTensorElementDataType kActType, typename TKernel>
+struct ScanOp : Ort::CustomOpBase<ScanOp<kActType, TKernel>, TKernel, /*WithStatus=*/true> {
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* raw_info, void** op_kernel) const noexcept {
     try {
       Ort::ConstKernelInfo info(raw_info);
-      auto kernel = std::make_unique<ScanKernel>();
+      auto kernel = std::make_unique<TKernel>();
       kernel->node_name = info.GetNodeName();
       int64_t softplus = 1;
       OrtStatus* st = api.KernelInfoGetAttribute_int64(raw_info, "delta_softplus", &softplus);
@@ -213,7 +300,7 @@ struct ScanOp : Ort::CustomOpBase<ScanOp<kActType>, ScanKernel, /*WithStatus=*/t
   }
 
   const char* GetName() const { return kOpName; }
-  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  const char* GetExecutionProviderType() const { return TKernel::kExecutionProvider; }
 
   size_t GetInputTypeCount() const { return scan::kNumInputs; }
   ONNXTensorElementDataType GetInputType(size_t index) const {
@@ -246,17 +333,15 @@ struct ScanOp : Ort::CustomOpBase<ScanOp<kActType>, ScanKernel, /*WithStatus=*/t
 };
 
 // The ops and the domain live as long as the library (ORT requires them to outlive every session).
-ScanOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT>& op_fp32() {
-  static ScanOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT> op;
-  return op;
-}
-ScanOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16>& op_fp16() {
-  static ScanOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16> op;
-  return op;
-}
-ScanOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16>& op_bf16() {
-  static ScanOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16> op;
-  return op;
+// Adds the float32, float16 and bfloat16 ops of one kernel kind to the domain.
+template <typename TKernel>
+void add_ops(Ort::CustomOpDomain& domain) {
+  static ScanOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, TKernel> op_fp32;
+  static ScanOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, TKernel> op_fp16;
+  static ScanOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16, TKernel> op_bf16;
+  domain.Add(&op_fp32);
+  domain.Add(&op_fp16);
+  domain.Add(&op_bf16);
 }
 
 }  // namespace ort
@@ -279,9 +364,12 @@ REMAMBER_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opt
     // a function-local static is initialised once even with concurrent registrations.
     static Ort::CustomOpDomain& domain = []() -> Ort::CustomOpDomain& {
       static Ort::CustomOpDomain d{remamber::ort::kDomain};
-      d.Add(&remamber::ort::op_fp32());
-      d.Add(&remamber::ort::op_fp16());
-      d.Add(&remamber::ort::op_bf16());
+      remamber::ort::add_ops<remamber::ort::ScanCpuKernel>(d);
+#ifdef REMAMBER_ORT_WITH_CUDA
+      // Registered whatever the runtime: a CPU-only ONNX Runtime has no CUDA EP, so it never picks
+      // these kernels and places the node on the CPU kernel above.
+      remamber::ort::add_ops<remamber::ort::ScanCudaKernel>(d);
+#endif
       return d;
     }();
     Ort::UnownedSessionOptions session_options(options);
