@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from .environment import utc_now
-from ..export.atomic import write_text_atomic
+from ..atomic import write_text_atomic
 from .schema import load_schema, schema_errors
 
 BASELINE_KIND = "remamber-bench-baseline"

@@ -392,7 +392,7 @@ def run(args) -> int:
     json_path = report_mod.write_json(report, out_dir / "report.json")
     md_path = report_mod.write_markdown(report, out_dir / "report.md", gate_text)
     if failures:
-        from ..export.atomic import write_text_atomic
+        from ..atomic import write_text_atomic
 
         write_text_atomic(out_dir / "errors.log", "\n\n".join(failures))
     if args.save_baseline:

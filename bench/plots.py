@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..export.atomic import atomic_path
+from ..atomic import atomic_path
 
 DPI = 110
 

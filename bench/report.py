@@ -16,7 +16,7 @@ from tabulate import tabulate
 
 from ..errors import RemamberError
 from .baseline import LATENCY_HEADERS, PARITY_HEADERS
-from ..export.atomic import write_text_atomic
+from ..atomic import write_text_atomic
 from .latency import CV_WARN_PERCENT, PERCENTILE_METHOD
 from .schema import validate_report
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from remamber.errors import InputError, NativeLibraryError, RemamberError
 
 from . import scan_onnx
-from .atomic import write_bytes_atomic, write_text_atomic
+from remamber.atomic import write_bytes_atomic, write_text_atomic
 
 PLUGIN_NAME = scan_onnx.OP_TYPE
 PLUGIN_NAMESPACE = scan_onnx.DOMAIN

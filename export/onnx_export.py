@@ -28,7 +28,7 @@ import torch.nn as nn
 from remamber.errors import InputError
 
 from . import graph_checks, scan_onnx
-from .atomic import atomic_folder
+from remamber.atomic import atomic_folder
 
 PRECISIONS = ("fp32", "fp16")
 NUM_TOKENS = 20

@@ -13,7 +13,6 @@ Post-processing (official ``evaluate``): nearest resize of the logits to the ori
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from .atomic import atomic_path
 from .errors import InputError
 
 MEAN = (0.485, 0.456, 0.406)
@@ -146,26 +146,6 @@ def save_png_atomic(img: Image.Image, path: str | os.PathLike) -> Path:
     """
     if not isinstance(img, Image.Image):
         raise InputError(f"save_png_atomic got a {type(img).__name__}: pass a PIL image")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format="PNG")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; give a normal file's mode
-        os.replace(tmp_name, target)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        img.save(fh, format="PNG")
+    return Path(path)
