@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <exception>
-#include <iterator>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -107,7 +106,7 @@ struct ScanKernel {
     int slot[scan::kNumInputs];
     slots(count, slot);
     TensorDesc desc[scan::kNumInputs];
-    const void* data[scan::kNumInputs] = {};
+    ScanCall call;
     for (int i = 0; i < scan::kNumInputs; ++i) {
       if (slot[i] < 0 || static_cast<size_t>(slot[i]) >= count) continue;
       Ort::ConstValue v = ctx.GetInput(static_cast<size_t>(slot[i]));
@@ -116,12 +115,11 @@ struct ScanKernel {
       desc[i].present = true;
       desc[i].type = to_elem_type(info.GetElementType());
       desc[i].dims = info.GetShape();
-      data[i] = v.GetTensorRawData();
+      call.data[i] = v.GetTensorRawData();
     }
     const std::string problem = scan::validate_signature(desc);
     if (!problem.empty()) throw ScanError(where() + problem);
 
-    ScanCall call;
     call.shape.batch = desc[scan::kU].dims[0];
     call.shape.channels = desc[scan::kU].dims[1];
     call.shape.length = desc[scan::kU].dims[2];
@@ -131,7 +129,6 @@ struct ScanKernel {
     call.dtype = desc[scan::kU].type == ElemType::kFloat32   ? scan::ScanDtype::kFloat32
                  : desc[scan::kU].type == ElemType::kFloat16 ? scan::ScanDtype::kFloat16
                                                              : scan::ScanDtype::kBFloat16;
-    std::copy(std::begin(data), std::end(data), std::begin(call.data));
     Ort::UnownedValue out = ctx.GetOutput(0, desc[scan::kU].dims);
     call.y = out.GetTensorMutableData<float>();
     return call;
