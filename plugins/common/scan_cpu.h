@@ -9,19 +9,7 @@
 namespace remamber {
 namespace scan {
 
-struct ScanCpuArgs {
-  const void* u = nullptr;           // (batch, channels, length), dtype
-  const void* delta = nullptr;       // (batch, channels, length), dtype
-  const float* A = nullptr;          // (channels, nstate)
-  const void* B = nullptr;           // (batch, groups, nstate, length), dtype
-  const void* C = nullptr;           // (batch, groups, nstate, length), dtype
-  const float* D = nullptr;          // (channels,) or nullptr
-  const float* delta_bias = nullptr; // (channels,) or nullptr
-  float* y = nullptr;                // (batch, channels, length), fp32
-  ScanShape shape;
-  ScanDtype dtype = ScanDtype::kFloat32;
-  bool delta_softplus = true;
-};
+using ScanCpuArgs = ScanArgs;  // host pointers
 
 // Scans rows [row_begin, row_end) of the batch*channels rows (row = b * channels + c). Rows are
 // independent, so callers split them over threads. The shape must have passed check_shape().

@@ -19,6 +19,22 @@ struct ScanShape {
   int64_t nstate = 0;
 };
 
+// The pointers and shape of one scan call; the CPU kernel and the CUDA launcher take the same struct
+// (pointers into host memory for the CPU kernel, device memory for the CUDA launcher).
+struct ScanArgs {
+  const void* u = nullptr;            // (batch, channels, length), dtype
+  const void* delta = nullptr;        // (batch, channels, length), dtype
+  const float* A = nullptr;           // (channels, nstate)
+  const void* B = nullptr;            // (batch, groups, nstate, length), dtype
+  const void* C = nullptr;            // (batch, groups, nstate, length), dtype
+  const float* D = nullptr;           // (channels,) or nullptr
+  const float* delta_bias = nullptr;  // (channels,) or nullptr
+  float* y = nullptr;                 // (batch, channels, length), fp32
+  ScanShape shape;
+  ScanDtype dtype = ScanDtype::kFloat32;
+  bool delta_softplus = true;
+};
+
 // Returns nullptr when the shape is supported, else a static message naming the problem.
 inline const char* check_shape(const ScanShape& s) {
   if (s.batch < 0 || s.channels < 0 || s.length < 0) return "negative dimension";

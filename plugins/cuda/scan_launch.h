@@ -11,19 +11,7 @@
 namespace remamber {
 namespace scan {
 
-struct ScanCudaParams {
-  const void* u = nullptr;            // (batch, channels, length), dtype
-  const void* delta = nullptr;        // (batch, channels, length), dtype
-  const float* A = nullptr;           // (channels, nstate)
-  const void* B = nullptr;            // (batch, groups, nstate, length), dtype
-  const void* C = nullptr;            // (batch, groups, nstate, length), dtype
-  const float* D = nullptr;           // (channels,) or nullptr
-  const float* delta_bias = nullptr;  // (channels,) or nullptr
-  float* y = nullptr;                 // (batch, channels, length), fp32
-  ScanShape shape;
-  ScanDtype dtype = ScanDtype::kFloat32;
-  bool delta_softplus = true;
-};
+using ScanCudaParams = ScanArgs;  // device pointers
 
 // Validates the parameters, then launches the kernel on `stream`. Returns nullptr on success, else
 // a static message naming the problem (a CUDA launch error is reported with cudaGetErrorString).

@@ -61,13 +61,6 @@ class ScanLaunchError : public ScanError {
 
 // One run's arguments once the inputs passed the checks: pointers in the kernel's memory (host for
 // the CPU kernel, device for the CUDA kernel), y allocated with u's shape.
-struct ScanCall {
-  scan::ScanShape shape;
-  scan::ScanDtype dtype = scan::ScanDtype::kFloat32;
-  const void* data[scan::kNumInputs] = {};  // nullptr for an absent optional input
-  float* y = nullptr;
-};
-
 // What every kernel kind holds (the node's attributes and input names) and the checks they share.
 struct ScanKernel {
   std::string node_name;
@@ -100,13 +93,14 @@ struct ScanKernel {
   std::string where() const { return "remamber::SelectiveScan node '" + node_name + "': "; }
 
   // Reads the inputs' types and shapes (tensor metadata is on the host whatever the memory), checks
-  // them against the op contract, and allocates y.
-  ScanCall prepare(Ort::KernelContext& ctx) const {
+  // them against the op contract, allocates y, and returns the call's arguments (pointers in the
+  // memory of the kernel's execution provider).
+  scan::ScanArgs prepare(Ort::KernelContext& ctx) const {
     const size_t count = ctx.GetInputCount();
     int slot[scan::kNumInputs];
     slots(count, slot);
     TensorDesc desc[scan::kNumInputs];
-    ScanCall call;
+    const void* data[scan::kNumInputs] = {};  // nullptr for an absent optional input
     for (int i = 0; i < scan::kNumInputs; ++i) {
       if (slot[i] < 0 || static_cast<size_t>(slot[i]) >= count) continue;
       Ort::ConstValue v = ctx.GetInput(static_cast<size_t>(slot[i]));
@@ -115,11 +109,12 @@ struct ScanKernel {
       desc[i].present = true;
       desc[i].type = to_elem_type(info.GetElementType());
       desc[i].dims = info.GetShape();
-      call.data[i] = v.GetTensorRawData();
+      data[i] = v.GetTensorRawData();
     }
     const std::string problem = scan::validate_signature(desc);
     if (!problem.empty()) throw ScanError(where() + problem);
 
+    scan::ScanArgs call;
     call.shape.batch = desc[scan::kU].dims[0];
     call.shape.channels = desc[scan::kU].dims[1];
     call.shape.length = desc[scan::kU].dims[2];
@@ -131,6 +126,14 @@ struct ScanKernel {
                                                              : scan::ScanDtype::kBFloat16;
     Ort::UnownedValue out = ctx.GetOutput(0, desc[scan::kU].dims);
     call.y = out.GetTensorMutableData<float>();
+    call.u = data[scan::kU];
+    call.delta = data[scan::kDelta];
+    call.A = static_cast<const float*>(data[scan::kA]);
+    call.B = data[scan::kB];
+    call.C = data[scan::kC];
+    call.D = static_cast<const float*>(data[scan::kD]);
+    call.delta_bias = static_cast<const float*>(data[scan::kDeltaBias]);
+    call.delta_softplus = delta_softplus;
     return call;
   }
 
@@ -157,20 +160,7 @@ struct ScanCpuKernel : ScanKernel {
 
   void Compute(OrtKernelContext* raw_context) {
     Ort::KernelContext ctx(raw_context);
-    const ScanCall call = prepare(ctx);
-
-    scan::ScanCpuArgs args;
-    args.shape = call.shape;
-    args.dtype = call.dtype;
-    args.u = call.data[scan::kU];
-    args.delta = call.data[scan::kDelta];
-    args.A = static_cast<const float*>(call.data[scan::kA]);
-    args.B = call.data[scan::kB];
-    args.C = call.data[scan::kC];
-    args.D = static_cast<const float*>(call.data[scan::kD]);
-    args.delta_bias = static_cast<const float*>(call.data[scan::kDeltaBias]);
-    args.delta_softplus = delta_softplus;
-    args.y = call.y;
+    const scan::ScanArgs args = prepare(ctx);
 
     const int64_t rows = args.shape.batch * args.shape.channels;
     if (rows == 0 || args.shape.length == 0) return;
@@ -211,20 +201,7 @@ struct ScanCudaKernel : ScanKernel {
 
   void Compute(OrtKernelContext* raw_context) {
     Ort::KernelContext ctx(raw_context);
-    const ScanCall call = prepare(ctx);
-
-    scan::ScanCudaParams params;
-    params.shape = call.shape;
-    params.dtype = call.dtype;
-    params.u = call.data[scan::kU];
-    params.delta = call.data[scan::kDelta];
-    params.A = static_cast<const float*>(call.data[scan::kA]);
-    params.B = call.data[scan::kB];
-    params.C = call.data[scan::kC];
-    params.D = static_cast<const float*>(call.data[scan::kD]);
-    params.delta_bias = static_cast<const float*>(call.data[scan::kDeltaBias]);
-    params.delta_softplus = delta_softplus;
-    params.y = call.y;
+    const scan::ScanArgs params = prepare(ctx);
 
     // The launcher reports bad arguments and the launch status; a fault while the kernel runs is
     // asynchronous and surfaces at ORT's next synchronisation of the stream, as for its own kernels.
