@@ -34,7 +34,7 @@ DTYPES = {"torch.float32": torch.float32, "torch.int64": torch.int64}
 
 def official_entries(variant: str) -> list[tuple[str, tuple[int, ...], torch.dtype]]:
     if not TSV[variant].exists():
-        pytest.skip(f"{TSV[variant]} is not present")
+        pytest.fail(f"{TSV[variant]} is missing: it is part of the repository (tests/data)")
     return [(key, shape, DTYPES[dtype]) for key, (shape, dtype) in read_tsv(TSV[variant]).items()]
 
 
