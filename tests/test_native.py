@@ -64,35 +64,30 @@ def test_ort_session_options_registers_the_library():
     assert isinstance(options, ort.SessionOptions) and options.intra_op_num_threads == 1
 
 
+def _run_native_test(name: str, success_line: str, timeout: int, missing: str) -> None:
+    """Run one C++ test executable of the CMake build; it must exit 0 and print its success line."""
+    exe = BUILD / name
+    if not exe.is_file():
+        pytest.skip(f"{exe} not built ({missing})")
+    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert success_line in proc.stdout
+
+
 def test_scan_math_unit_test_passes():
     """The ctest executable (C++): shared maths + CPU kernel vs a double-precision recurrence."""
-    exe = BUILD / "remamber_scan_math_test"
-    if not exe.is_file():
-        pytest.skip(f"{exe} not built (bash scripts/build_native.sh)")
-    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "all checks passed" in proc.stdout
+    _run_native_test("remamber_scan_math_test", "all checks passed", timeout=120, missing="bash scripts/build_native.sh")
 
 
 def test_cuda_kernel_emulated_on_cpu_matches_cpu_kernel():
     """The CUDA kernel source compiled with g++, each block's 128 threads run as std::threads with
     emulated shuffles and barriers, compared with the CPU kernel (tails, misaligned rows, N 1..16)."""
-    exe = BUILD / "remamber_kernel_emulation_test"
-    if not exe.is_file():
-        pytest.skip(f"{exe} not built (bash scripts/build_native.sh)")
-    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "emulated CUDA kernel matches the CPU kernel" in proc.stdout
+    _run_native_test("remamber_kernel_emulation_test", "emulated CUDA kernel matches the CPU kernel", timeout=600, missing="bash scripts/build_native.sh")
 
 
 def test_plugin_fields_round_trip():
     """TensorRT plugin (C++): creator fields, createPlugin checks, getFieldsToSerialize round trip."""
-    exe = BUILD / "remamber_plugin_fields_test"
-    if not exe.is_file():
-        pytest.skip(f"{exe} not built (needs CUDA and TensorRT headers; bash scripts/build_native.sh)")
-    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "all checks passed" in proc.stdout
+    _run_native_test("remamber_plugin_fields_test", "all checks passed", timeout=120, missing="needs CUDA and TensorRT headers; bash scripts/build_native.sh")
 
 
 def test_build_log_has_no_compiler_warnings():

@@ -68,8 +68,8 @@ def make_model(dtype="fp32", has_d=True, has_bias=True, *, channels=8, groups=4,
 
 # ---- subprocess side --------------------------------------------------------------------------------
 
-def _build_all(plugin_path: str, model_paths: list[str]) -> list[dict]:
-    import tensorrt_rtx as trt
+def _recording_logger(trt):
+    """A TensorRT-RTX logger that keeps every message, so results can carry the builder's log."""
 
     class Logger(trt.ILogger):
         def __init__(self):
@@ -79,7 +79,13 @@ def _build_all(plugin_path: str, model_paths: list[str]) -> list[dict]:
         def log(self, severity, msg):
             self.lines.append(f"[{severity.name}] {msg}")
 
-    logger = Logger()
+    return Logger()
+
+
+def _build_all(plugin_path: str, model_paths: list[str]) -> list[dict]:
+    import tensorrt_rtx as trt
+
+    logger = _recording_logger(trt)
     os.environ["REMAMBER_TRT_PLUGIN_LIB"] = plugin_path
     from remamber.native import load_trt_plugin
 
@@ -126,15 +132,7 @@ def _create_plugin_direct(plugin_path: str, fields: dict) -> dict:
     import numpy as np
     import tensorrt_rtx as trt
 
-    class Logger(trt.ILogger):
-        def __init__(self):
-            super().__init__()
-            self.lines = []
-
-        def log(self, severity, msg):
-            self.lines.append(f"[{severity.name}] {msg}")
-
-    logger = Logger()
+    logger = _recording_logger(trt)
     trt.Builder(logger)  # makes `logger` the logger the plugin library finds
     registry = trt.get_plugin_registry()
     registry.load_library(plugin_path)
