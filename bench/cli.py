@@ -335,6 +335,7 @@ def run(args) -> int:
     from ..export.model_source import load_model, model_metadata
     from . import environment, report as report_mod
     from .inputs import collect_pairs, make_batches
+    from ..validate.tokens import check_feeds
     from .runtimes import BenchContext
 
     # Everything a user can get wrong is checked before the slow part starts.
@@ -365,6 +366,8 @@ def run(args) -> int:
             progress.stage(f"resolution {resolution}: preprocessing {len(pairs)} input(s), PyTorch fp32 reference")
             progress.status(f"reference @{resolution}")
             batches = make_batches(pairs, args.batch, resolution)
+            for b in batches:  # value checks once, before any runtime sees the feeds
+                check_feeds(b.feeds, source=", ".join(p.name for p in b.pairs))
             reference = compute_reference(model, batches)
             references[resolution] = reference.logits
             first_pairs[resolution] = batches[0].pairs[0]

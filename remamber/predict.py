@@ -19,6 +19,7 @@ from .errors import CheckpointError, InputError, RemamberError
 from .imageio import check_size, load_image, mask_to_image, overlay, postprocess, preprocess, save_png_atomic
 from .samples import DEFAULT_SAMPLE, list_samples, sample_image
 from .tokenizer import tokenize
+from .validate.tokens import check_model_inputs
 
 DEFAULT_SIZE = 480  # ReMamber's training and evaluation resolution
 
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         text = args.text if args.text is not None else default_text
     input_ids, attention_mask = tokenize([text], tokenizer_path=args.tokenizer)
     pixels = preprocess(image, size)
+    check_model_inputs(pixels, input_ids, attention_mask, source=str(args.image or f"sample {args.sample}"))
 
     preset = args.preset or ("base" if args.checkpoint is not None else "tiny")
     import remamber  # looked up at run time: the model package is imported only when predicting

@@ -1,8 +1,11 @@
-"""Input validation for ``ReMamber.forward``: cheap Python checks on shapes and dtypes.
+"""Input validation inside ``ReMamber.forward``: static shape and dtype checks only.
 
-Shape/dtype checks run always (they are static under tracing). The NaN/Inf scan of the image
-costs a full pass over the data and is data-dependent, so it runs only in eager mode: never while
-torch.export / dynamo / jit trace the model (fake or proxy tensors).
+These read only Python-side metadata (shapes, dtypes), so they never sync with the device and are
+static under torch.export, dynamo and CUDA-graph capture. Checks on VALUES (finite pixels, token ids
+inside the vocabulary, 0/1 attention mask, batch 0) live in ``remamber.validate.tokens``: every entry
+point runs them once before any runtime, so torch, ONNX Runtime and TensorRT refuse the same inputs
+the same way. Python API users feeding their own tensors call
+``remamber.validate.tokens.check_model_inputs(image, input_ids, attention_mask)`` first.
 """
 
 from __future__ import annotations
@@ -19,21 +22,6 @@ def nearby_sizes(size: int) -> str:
     lower = (size // SIZE_MULTIPLE) * SIZE_MULTIPLE
     candidates = [s for s in (lower, lower + SIZE_MULTIPLE) if s > 0]
     return " or ".join(str(s) for s in candidates)
-
-
-def _is_tracing(t: torch.Tensor) -> bool:
-    is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or is_exporting():
-        return True
-    try:
-        from torch._subclasses.fake_tensor import is_fake
-
-        if is_fake(t):
-            return True
-    except ImportError:  # pragma: no cover - private API moved
-        pass
-    # Tensor subclasses (functional / proxy wrappers) only appear while tracing.
-    return type(t) is not torch.Tensor and not isinstance(t, torch.nn.Parameter)
 
 
 def validate_inputs(image, input_ids, attention_mask, num_tokens: int) -> None:
@@ -53,6 +41,8 @@ def validate_inputs(image, input_ids, attention_mask, num_tokens: int) -> None:
             f"resize to {nearby_sizes(size)}"
         )
     batch = image.shape[0]
+    if isinstance(batch, int) and batch == 0:  # a concrete shape only: symbolic batches stay unguarded
+        raise InputError("image has batch 0: there is nothing to segment; pass at least one image")
     for name, t in (("input_ids", input_ids), ("attention_mask", attention_mask)):
         if not isinstance(t, torch.Tensor):
             raise InputError(f"{name} must be a torch.Tensor ({batch}, {num_tokens}) int64, got {type(t).__name__}; {TOKENIZE_HINT}")
@@ -72,5 +62,3 @@ def validate_inputs(image, input_ids, attention_mask, num_tokens: int) -> None:
         )
     if attention_mask.is_floating_point() or attention_mask.is_complex():
         raise InputError(f"attention_mask must be an integer tensor (int64), got {attention_mask.dtype}; {TOKENIZE_HINT}")
-    if not _is_tracing(image) and not bool(torch.isfinite(image).all()):
-        raise InputError("image contains NaN or Inf values; check the image file and preprocessing")
