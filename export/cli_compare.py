@@ -19,16 +19,22 @@ import tempfile
 from pathlib import Path
 
 from remamber.errors import InputError
+from remamber.validate.numbers import MAX_BATCH, int_type
 
-from . import graph_checks, model_source, parity_check
+from . import model_source, parity_check
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", type=Path, help="ONNX file from `remamber-deploy export`")
     model_source.add_model_arguments(parser, defaults_from_graph=True)
-    parser.add_argument("--batch", type=int, default=1, help="batch size of the test inputs (default 1)")
-    parser.add_argument("--input-seed", type=int, default=0, help="seed of the test inputs (default 0)")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--batch", type=int_type("--batch", minimum=1, maximum=MAX_BATCH), default=1,
+                        help="batch size of the test inputs (default 1)")
+    parser.add_argument("--input-seed", type=int_type("--input-seed", minimum=0, maximum=2**63 - 1), default=0,
+                        help="seed of the test inputs (default 0)")
+    parser.add_argument("--threads", type=int_type("--threads", minimum=1, maximum=1024), default=None,
+                        help="ONNX Runtime intra-op threads")
+    parser.add_argument("--allow-no-scan", action="store_true",
+                        help="compare a graph that has no remamber scan node")
     parser.add_argument("--mark-intermediates", action="store_true",
                         help="also compare the backbone stage outputs and the decoder feature; a graph "
                              "exported without them is re-exported with them to a temporary folder")
@@ -48,11 +54,13 @@ def _from_graph(args, meta: dict) -> tuple[str, str, int, Path | None]:
 
 
 def run(args) -> int:
-    if not args.onnx.is_file():
-        raise InputError(f"ONNX file {args.onnx} does not exist; create it with `remamber-deploy export`")
-    if args.batch < 1:
-        raise InputError(f"--batch {args.batch} must be >= 1")
-    graph = graph_checks.load_graph(args.onnx)
+    from remamber.validate.graphs import check_graph
+
+    # The graph checks build-engine runs too (scan attributes, op versions, scan nodes present),
+    # before the model is built; a missing, empty or corrupt file is an error, not a traceback.
+    graph = check_graph(args.onnx, allow_no_scan=args.allow_no_scan)
+    if not any(i.name == "image" for i in graph.graph.input):
+        raise InputError(f"{args.onnx} has no input 'image': it was not written by `remamber-deploy export`")
     meta = {p.key: p.value for p in graph.metadata_props}
     variant, preset, seed, checkpoint = _from_graph(args, meta)
     model, description = model_source.load_model(variant, preset, seed, checkpoint)

@@ -9,27 +9,35 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+import onnx
 from pathlib import Path
 
 from remamber.errors import InputError
+from remamber.validate.numbers import MAX_BATCH, int_type, size_type
+from remamber.validate.paths import check_output_file
 
 from . import graph_checks, model_source, onnx_export
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     model_source.add_model_arguments(parser)
-    parser.add_argument("--resolution", type=int, default=480, help="input size S (multiple of 32; default 480)")
+    parser.add_argument("--resolution", type=size_type("--resolution"), default=480,
+                        help="input size S (multiple of 32; default 480)")
     parser.add_argument("--precision", choices=onnx_export.PRECISIONS, default="fp32",
                         help="fp32, or fp16 = strongly typed half precision with fp32 islands (default fp32)")
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="ONNX file to write (default remamber_<variant>_<preset>_<S>_<precision>.onnx)")
-    parser.add_argument("--static-batch", type=int, default=None, metavar="N",
+    parser.add_argument("--static-batch", type=int_type("--static-batch", minimum=1, maximum=MAX_BATCH), default=None,
+                        metavar="N",
                         help="fix the batch dimension to N (default: dynamic batch)")
     parser.add_argument("--mark-intermediates", action="store_true",
                         help="also output the 4 backbone stage features and the decoder feature (for compare)")
     parser.add_argument("--external-data", choices=("auto", "always"), default="auto",
                         help="weights in <output>.data: auto = only above 2 GiB (default), always")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--opset", type=int_type("--opset", minimum=18, maximum=onnx.defs.onnx_opset_version()), default=None,
+                        help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing -o file that is not an ONNX file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -41,8 +49,9 @@ def run(args) -> int:
     output = args.output or Path(f"remamber_{args.variant}_{args.preset}_{args.resolution}_{args.precision}.onnx")
     if output.suffix != ".onnx":
         raise InputError(f"output {output} must end in .onnx")
-    if output.is_dir():
-        raise InputError(f"output {output} is a folder; give a file name ending in .onnx")
+    inputs = [args.checkpoint]
+    check_output_file(output, "onnx", "output (-o)", inputs=inputs, force=args.force)
+    check_output_file(Path(f"{output}.data"), "unknown", "external data file", inputs=inputs, force=True)
 
     model, description = model_source.load_model(args.variant, args.preset, args.seed, args.checkpoint)
     print(description, file=sys.stderr)

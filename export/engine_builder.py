@@ -249,19 +249,18 @@ class BatchRange:
 
     @classmethod
     def parse(cls, text: str) -> "BatchRange":
-        """"N" means min = opt = max = N; "MIN,OPT,MAX" gives the three."""
-        try:
-            parts = [int(p) for p in str(text).split(",")]
-        except ValueError:
-            raise InputError(f"batch range {text!r} must be N or MIN,OPT,MAX (integers)") from None
-        if len(parts) == 1:
-            parts = parts * 3
-        if len(parts) != 3:
-            raise InputError(f"batch range {text!r} must be N or MIN,OPT,MAX")
-        rng = cls(*parts)
-        if not 1 <= rng.min <= rng.opt <= rng.max:
-            raise InputError(f"batch range {text!r} must satisfy 1 <= MIN <= OPT <= MAX")
-        return rng
+        """"N" means min = opt = max = N; "MIN,OPT,MAX" gives the three (InputError otherwise)."""
+        from remamber.validate.numbers import check_batch_range
+
+        return cls(*check_batch_range(text))
+
+    @classmethod
+    def arg_type(cls):
+        """argparse ``type=`` for --batch: keeps the message (argparse hides a ValueError's)."""
+        from remamber.validate.numbers import batch_range_type
+
+        parse = batch_range_type("--batch")
+        return lambda text: cls(*parse(text))
 
 
 @dataclass
@@ -273,6 +272,8 @@ class GraphInfo:
     batch_dim: int | str  # an int for a static batch, else the symbol name
     inputs: list[tuple[str, list]]
     metadata: dict[str, str]
+    scan_nodes: int = 0
+    external_data: list[str] = field(default_factory=list)  # file names beside the ONNX file
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
@@ -283,16 +284,14 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def read_graph_info(onnx_path: str | Path) -> GraphInfo:
+def read_graph_info(onnx_path: str | Path, allow_no_scan: bool = False) -> GraphInfo:
+    """The graph's facts the build needs, after the checks of remamber.validate.graphs."""
     import onnx
 
+    from remamber.validate.graphs import check_graph
+
     path = Path(onnx_path)
-    if not path.is_file():
-        raise InputError(f"ONNX file {path} does not exist; create it with `remamber-deploy export`")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise InputError(f"{path} is not a readable ONNX file: {exc}") from exc
+    model = check_graph(path, allow_no_scan=allow_no_scan)
     meta = {p.key: p.value for p in model.metadata_props}
     inputs = []
     for vi in model.graph.input:
@@ -307,7 +306,10 @@ def read_graph_info(onnx_path: str | Path) -> GraphInfo:
     if precision is None:
         fp16 = any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
         precision = "fp16" if fp16 else "fp32"
-    return GraphInfo(path, file_sha256(path), precision, int(image[2]), image[0], inputs, meta)
+    scans = sum(1 for n in model.graph.node if n.domain == PLUGIN_NAMESPACE)
+    external = sorted({e.value for i in model.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL
+                       for e in i.external_data if e.key == "location"})
+    return GraphInfo(path, file_sha256(path), precision, int(image[2]), image[0], inputs, meta, scans, external)
 
 
 def trtexec_command(onnx_path, engine_path, plugin_path, info: GraphInfo, batch: BatchRange, weak_fp16: bool,
@@ -372,6 +374,21 @@ def _parse(flavour: TrtFlavour, network, logger, onnx_path: Path):
     )
 
 
+def _check_outputs(onnx_path: Path, external: list[str], engine_path: Path, timing_cache: Path | None,
+                   force: bool) -> None:
+    """Before any work: the engine, its sidecar and the timing cache never overwrite an input or a
+    file of another kind (remamber.validate.paths)."""
+    from remamber.validate.paths import check_output_file
+
+    inputs = [onnx_path, *(onnx_path.parent / f for f in external)]
+    check_output_file(engine_path, "engine", "engine (-o)", inputs=inputs + ([timing_cache] if timing_cache else []),
+                      force=force)
+    check_output_file(sidecar_path_for(engine_path), "json", "engine sidecar", inputs=inputs, force=force)
+    if timing_cache is not None:
+        check_output_file(timing_cache, "timing-cache", "--timing-cache", inputs=inputs + [engine_path],
+                          force=force, also_ok=("unknown",))  # unknown bytes: TensorRT decides (below)
+
+
 def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path | None = None,
@@ -383,25 +400,33 @@ def build_engine(
     flavour: TrtFlavour | str | None = None,
     progress: bool = True,
     verbose: bool = False,
+    force: bool = False,
+    allow_no_scan: bool = False,
 ) -> EngineBuildResult:
     """Parse ``onnx_path`` with the plugin loaded, build, write ``engine_path`` + ``<engine>.json``.
 
     precision None follows the graph (metadata ``remamber.precision``); "fp16" on an fp32 graph
-    means weak fp16 (TensorRT <= 10 only).
+    means weak fp16 (TensorRT <= 10 only). Before any slow work the graph is validated
+    (remamber.validate.graphs; ``allow_no_scan`` accepts a graph without scan nodes) and the outputs are
+    checked (remamber.validate.paths): the engine, its sidecar and the timing cache may not be an input,
+    and an existing file of another kind is never overwritten unless ``force``.
     """
     onnx_path = Path(onnx_path)
-    info = read_graph_info(onnx_path)
+    info = read_graph_info(onnx_path, allow_no_scan=allow_no_scan)
     precision = precision or info.precision
     if precision not in ("fp32", "fp16"):
         raise InputError(f"precision {precision!r} must be fp32 or fp16")
     if info.precision == "fp16" and precision == "fp32":
         raise InputError(f"{onnx_path} is an fp16 graph; build it with --precision fp16 or export an fp32 graph")
     engine_path = Path(engine_path) if engine_path else onnx_path.with_suffix(".engine")
+    timing_cache = Path(timing_cache) if timing_cache is not None else None
+    _check_outputs(onnx_path, info.external_data, engine_path, timing_cache, force)
     batch = batch or BatchRange()
     if isinstance(info.batch_dim, int) and (batch.min, batch.opt, batch.max) != (info.batch_dim,) * 3:
         raise InputError(f"{onnx_path} has a static batch of {info.batch_dim}; use --batch {info.batch_dim}")
-    if workspace_mib is not None and workspace_mib <= 0:
-        raise InputError(f"workspace limit {workspace_mib} MiB must be positive")
+    if workspace_mib is not None and (isinstance(workspace_mib, bool) or not isinstance(workspace_mib, int)
+                                      or workspace_mib <= 0):
+        raise InputError(f"workspace limit {workspace_mib!r} MiB must be a positive whole number")
 
     fl = flavour if isinstance(flavour, TrtFlavour) else select_flavour(flavour)
     trt = fl.trt
@@ -452,11 +477,24 @@ def build_engine(
             profile.set_shape(tensor.name, mins, opts, maxs)
     if not isinstance(info.batch_dim, int):
         config.add_optimization_profile(profile)
-    cache = None
+    cache, cache_kept = None, None
     if timing_cache is not None:
-        timing_cache = Path(timing_cache)
         blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
+        before = len(logger.warnings) + len(logger.errors)
         cache = config.create_timing_cache(blob)
+        unread = bool(blob) and any("timing cache" in m.lower() for m in (logger.warnings + logger.errors)[before:])
+        if unread and not force:
+            from remamber.validate.paths import KINDS, sniff
+
+            kind = sniff(timing_cache)
+            if kind != "timing-cache":
+                raise InputError(
+                    f"--timing-cache {timing_cache} exists but {fl.display_name} cannot read it as a timing cache "
+                    f"(it holds {KINDS[kind]}); refusing to overwrite it: choose another path, delete it, or pass --force"
+                )
+            # A timing cache this TensorRT cannot use (no GPU here, another TensorRT version): writing
+            # back the empty cache TensorRT fell back to would destroy it, so the file stays as it is.
+            cache_kept = f"--timing-cache {timing_cache} could not be used by {fl.display_name} and was left unchanged"
         config.set_timing_cache(cache, ignore_mismatch=False)
     with StderrCapture() as cap:
         monitor = _make_progress(trt, progress, file=cap.original)
@@ -471,8 +509,12 @@ def build_engine(
         )
     data = bytes(memoryview(serialized))
     write_bytes_atomic(engine_path, data)
-    if cache is not None:
+    if cache is not None and cache_kept is None:
         write_bytes_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+    elif cache_kept:
+        import sys
+
+        print(f"warning: {cache_kept}", file=sys.stderr)
 
     cmd = trtexec_command(onnx_path, engine_path, plugin_path, info, batch, weak_fp16, strongly_typed and fl.name == "tensorrt",
                           workspace_mib, str(timing_cache) if timing_cache else None)
@@ -482,7 +524,9 @@ def build_engine(
         "tensorrt_flavour": fl.name,
         "tensorrt_version": fl.version,
         "plugin": {"name": f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}", "version": str(creator.plugin_version),
-                   "library": str(plugin_path), "library_sha256": file_sha256(Path(plugin_path))},
+                   "library": str(plugin_path), "library_sha256": file_sha256(Path(plugin_path))}
+                  if info.scan_nodes else None,
+        "scan_nodes": info.scan_nodes,
         "precision": precision,
         "graph_precision": info.precision,
         "strongly_typed": bool(flags & (1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))) if fl.has_strongly_typed else False,
@@ -511,10 +555,17 @@ def check_engine_sidecar(engine_path: str | Path, flavour: TrtFlavour | str | No
     side = sidecar_path_for(engine_path)
     if not side.is_file():
         raise InputError(f"{side} (the engine's sidecar) is missing; rebuild with `remamber-deploy build-engine`")
-    meta = json.loads(side.read_text())
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"engine sidecar {side} is unreadable ({exc}); rebuild the engine with "
+                         "`remamber-deploy build-engine`") from None
     fl = flavour if isinstance(flavour, TrtFlavour) else select_flavour(flavour or meta.get("tensorrt_flavour"))
-    recorded = str(meta.get("plugin", {}).get("version"))
-    if recorded != PLUGIN_VERSION:
+    plugin = meta.get("plugin")
+    recorded = str(plugin.get("version")) if isinstance(plugin, dict) else None
+    if plugin is not None and recorded != PLUGIN_VERSION:
         raise PluginVersionError(
             f"{engine_path} was built with {PLUGIN_NAMESPACE}::{PLUGIN_NAME} plugin version {recorded!r}, this "
             f"project provides version {PLUGIN_VERSION!r}; rebuild the engine with `remamber-deploy build-engine`"
@@ -524,5 +575,6 @@ def check_engine_sidecar(engine_path: str | Path, flavour: TrtFlavour | str | No
             f"{engine_path} was built by {meta.get('tensorrt_flavour')} {meta.get('tensorrt_version')} but "
             f"{fl.display_name} is loaded; engines are not portable across versions: rebuild it"
         )
-    fl.load_plugin()
+    if plugin is not None:
+        fl.load_plugin()
     return meta

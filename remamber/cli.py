@@ -8,7 +8,9 @@ missing optional dependency of one subcommand does not break the others. Each mo
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import signal
 import sys
 
 from .errors import RemamberError
@@ -40,6 +42,27 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every ``finally`` / context manager cleans up the same way
+    (temporary folders of export and bench, atomic writes) before the process exits with 143."""
+
+
+# errno values that mean "the path the user gave cannot be used", not a bug in this program
+USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.ENOENT, errno.ENOTDIR,
+                  errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.EDQUOT, errno.EXDEV, errno.ELOOP}
+
+
+def _terminate_like_interrupt():
+    """Route SIGTERM through KeyboardInterrupt's clean-up path; returns the previous handler."""
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        return signal.getsignal(signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -52,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     module_name, help_text = COMMANDS[command]
     idx = argv.index(command)
     parser = argparse.ArgumentParser(prog=f"remamber-deploy {command}", description=help_text)
+    previous_sigterm = _terminate_like_interrupt()
     try:
         module = importlib.import_module(module_name)
         module.add_arguments(parser)
@@ -62,9 +86,23 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"remamber-deploy {command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        # The file system refusing a path the user chose (full disk, read-only, permissions) is a user
+        # error, reported in one line; any other OSError is a bug and keeps its traceback.
+        if debug or exc.errno not in USER_OS_ERRORS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"remamber-deploy {command}: error: cannot use{where}: {exc.strerror}; check the path, its "
+              "permissions and the free space", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see _terminate_like_interrupt)
+        print("terminated" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        try:
+            signal.signal(signal.SIGTERM, previous_sigterm if previous_sigterm is not None else signal.SIG_DFL)
+        except ValueError:  # not the main thread
+            pass
 
 
 if __name__ == "__main__":  # pragma: no cover
