@@ -12,6 +12,13 @@ the TensorRT(-RTX) ONNX parser cannot hand an empty-name ("") input to a plugin,
 only the PRESENT optional inputs after C (D before delta_bias) and always carries the int
 attributes ``has_D`` and ``has_delta_bias`` (0/1) that say which they are. ReMamber always passes
 both (7 inputs, has_D=1, has_delta_bias=1). ``input_roles`` maps positions back to names.
+
+Every node also carries the string attributes ``plugin_namespace="remamber"`` and
+``plugin_version="1"``. They are for the TensorRT ONNX parser itself, not for the op: TensorRT
+10.0-10.9 (JetPack 6 ships 10.3) looks a plugin up by these two attributes only (namespace
+default "", version default "1"); only TensorRT >= 10.10 and TensorRT-RTX fall back to the node's
+ONNX domain. ONNX Runtime ignores them; the plugin creator does not list them, so the parser does not
+forward them. ``PLUGIN_NAMESPACE`` / ``PLUGIN_VERSION`` are shared with the other remamber ops.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ from onnx.defs import OpSchema
 DOMAIN = "remamber"
 OP_TYPE = "SelectiveScan"
 OP_VERSION = 1
+# Read by the TensorRT ONNX parser to find the plugin creator (see the module docstring). They equal
+# the plugin's getPluginNamespace() / getPluginVersion() (plugins/selectiveScanPlugin/selectiveScanPlugin.h).
+PLUGIN_NAMESPACE = "remamber"
+PLUGIN_VERSION = "1"
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "delta_bias")
 MAX_STATE = 16
 
@@ -49,6 +60,13 @@ def _infer(ctx) -> None:
         a = ctx.get_attribute(name)
         return None if a is None else a.i
 
+    for name, expected in plugin_lookup_kwargs().items():
+        a = ctx.get_attribute(name)
+        if a is not None and a.s.decode("utf-8", "replace") != expected:
+            raise onnx.shape_inference.InferenceError(
+                f"{DOMAIN}::{OP_TYPE}: attribute {name} must be {expected!r} (TensorRT finds the plugin by it), "
+                f"got {a.s.decode('utf-8', 'replace')!r}"
+            )
     try:
         roles = input_roles(ctx.get_num_inputs(), int_attr("has_D"), int_attr("has_delta_bias"))
     except ValueError as exc:
@@ -91,6 +109,24 @@ def input_roles(num_inputs: int, has_D: int | None = None, has_delta_bias: int |
     return ["u", "delta", "A", "B", "C", *optional]
 
 
+def plugin_lookup_attributes() -> list[OpSchema.Attribute]:
+    """Schema entries for ``plugin_namespace`` / ``plugin_version`` (strings, for TensorRT's parser).
+
+    Any remamber op schema adds these, so ``onnx.checker`` accepts the attributes on its nodes.
+    """
+    return [
+        OpSchema.Attribute("plugin_namespace", onnx.helper.make_attribute("plugin_namespace", PLUGIN_NAMESPACE),
+                           "TensorRT plugin namespace; TensorRT < 10.10 finds the plugin by it, not by the domain"),
+        OpSchema.Attribute("plugin_version", onnx.helper.make_attribute("plugin_version", PLUGIN_VERSION),
+                           "TensorRT plugin version the TensorRT ONNX parser asks the plugin registry for"),
+    ]
+
+
+def plugin_lookup_kwargs() -> dict[str, str]:
+    """The two attributes every exported remamber node carries (keyword arguments for a node)."""
+    return {"plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION}
+
+
 def make_schema() -> OpSchema:
     opt = OpSchema.FormalParameterOption.Optional
     schema = OpSchema(
@@ -119,6 +155,7 @@ def make_schema() -> OpSchema:
                                "1/0: whether D is among the inputs (-1: positional meaning)"),
             OpSchema.Attribute("has_delta_bias", onnx.helper.make_attribute("has_delta_bias", -1),
                                "1/0: whether delta_bias is among the inputs (-1: positional meaning)"),
+            *plugin_lookup_attributes(),
         ],
     )
     schema.set_type_and_shape_inference_function(_infer)
@@ -153,6 +190,7 @@ def selective_scan_translation(u, delta, A, B, C, D=None, delta_bias=None, delta
         delta_softplus=int(bool(delta_softplus)),
         has_D=int(D is not None),
         has_delta_bias=int(delta_bias is not None),
+        **plugin_lookup_kwargs(),
     )
 
 

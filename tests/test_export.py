@@ -141,8 +141,10 @@ def test_export_graph_rules(variant, resolution):
     for node in nodes:
         assert scan_onnx.node_roles(node) == ["u", "delta", "A", "B", "C", "D", "delta_bias"]
         assert "" not in node.input  # the TensorRT parser cannot take empty-name inputs
-        attrs = {a.name: a.i for a in node.attribute}
-        assert attrs == {"delta_softplus": 1, "has_D": 1, "has_delta_bias": 1}
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        # plugin_namespace / plugin_version: TensorRT 10.0-10.9 (JetPack 6) finds the plugin by them only
+        assert attrs == {"delta_softplus": 1, "has_D": 1, "has_delta_bias": 1,
+                         "plugin_namespace": b"remamber", "plugin_version": b"1"}
     # A is constant-folded to an fp32 initializer holding -exp(A_logs)
     inits = {i.name: i for i in model.graph.initializer}
     a_init = inits[nodes[0].input[2]]
@@ -294,10 +296,11 @@ def test_optional_inputs_and_external_data(tmp_path):
     roles = [scan_onnx.node_roles(n) for n in nodes]
     assert roles == [["u", "delta", "A", "B", "C", "D"], ["u", "delta", "A", "B", "C", "delta_bias"],
                      ["u", "delta", "A", "B", "C"]]
-    assert [{a.name: a.i for a in n.attribute} for n in nodes] == [
-        {"delta_softplus": 1, "has_D": 1, "has_delta_bias": 0},
-        {"delta_softplus": 1, "has_D": 0, "has_delta_bias": 1},
-        {"delta_softplus": 0, "has_D": 0, "has_delta_bias": 0},
+    lookup = {"plugin_namespace": b"remamber", "plugin_version": b"1"}  # for TensorRT < 10.10's parser
+    assert [{a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in nodes] == [
+        {"delta_softplus": 1, "has_D": 1, "has_delta_bias": 0, **lookup},
+        {"delta_softplus": 1, "has_D": 0, "has_delta_bias": 1, **lookup},
+        {"delta_softplus": 0, "has_D": 0, "has_delta_bias": 0, **lookup},
     ]
     inputs = example_inputs(2, 32, seed=3)
     with torch.no_grad():

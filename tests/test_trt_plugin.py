@@ -137,9 +137,12 @@ def _create_plugin_direct(plugin_path: str, fields: dict) -> dict:
     registry = trt.get_plugin_registry()
     registry.load_library(plugin_path)
     creator = registry.get_creator("SelectiveScan", "1", PLUGIN_NAMESPACE)
-    fc = trt.PluginFieldCollection(
-        [trt.PluginField(k, np.array([v], dtype=np.int32), trt.PluginFieldType.INT32) for k, v in fields.items()]
-    )
+    def field(name, value):  # strings as TensorRT passes ONNX string attributes: kCHAR bytes
+        if isinstance(value, str):
+            return trt.PluginField(name, np.frombuffer(value.encode(), dtype=np.int8), trt.PluginFieldType.CHAR)
+        return trt.PluginField(name, np.array([value], dtype=np.int32), trt.PluginFieldType.INT32)
+
+    fc = trt.PluginFieldCollection([field(k, v) for k, v in fields.items()])
     plugin = creator.create_plugin("scan0", fc, trt.TensorRTPhase.BUILD)
     return {"created": plugin is not None, "found_creator": creator is not None, "log": logger.lines}
 
@@ -219,6 +222,8 @@ VALID["fp32-N16-G2"] = dict(nstate=16, groups=2)
 VALID["fp16-N3-G8"] = dict(dtype="fp16", nstate=3, groups=8)
 VALID["fp32-positional-no-flags"] = dict(explicit_flags=False)  # 7 inputs, no has_* attributes
 VALID["fp32-D-only-no-flags"] = dict(has_bias=False, explicit_flags=False)  # 6th input = D by position
+# the exporter's form: plugin_namespace / plugin_version, which TensorRT < 10.10 needs to find the plugin
+VALID["fp16-plugin-lookup-attrs"] = dict(dtype="fp16", attrs={"plugin_namespace": "remamber", "plugin_version": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -280,6 +285,27 @@ def test_unknown_field_refused_by_create_plugin(plugin_path):
     assert any("unknown attribute 'foo'" in line for line in r["log"] + [stderr]), (r["log"], stderr)
     ok, _ = _run("create", plugin_path, {"delta_softplus": 1, "has_D": 1, "has_delta_bias": 1})
     assert ok["created"], ok["log"]
+
+
+def test_parser_reads_plugin_version_attribute(plugin_path, workdir):
+    """The ONNX parser itself consumes plugin_version: a node asking for version "2" finds no creator.
+
+    (TensorRT-RTX, like TensorRT >= 10.10, falls back to the node's domain for the namespace, so a
+    wrong plugin_namespace is not observable here; TensorRT 10.0-10.9 needs it to be right.)
+    """
+    path = _write(workdir, "version-2", make_model(attrs={"plugin_namespace": "remamber", "plugin_version": "2"}))
+    (r,), _ = _run("build", plugin_path, [path])
+    assert not r["parsed"]
+    assert any("Plugin not found" in e for e in r["parser_errors"]), r["parser_errors"]
+
+
+def test_create_plugin_accepts_lookup_attributes_naming_it(plugin_path):
+    """A caller that forwards every node attribute (not the ONNX parser) may pass the lookup strings."""
+    ok, _ = _run("create", plugin_path, {"delta_softplus": 1, "plugin_namespace": "remamber", "plugin_version": "1"})
+    assert ok["created"], ok["log"]
+    bad, stderr = _run("create", plugin_path, {"delta_softplus": 1, "plugin_namespace": "other"})
+    assert bad["found_creator"] and not bad["created"]
+    assert any("'plugin_namespace' must be the string \"remamber\"" in line for line in bad["log"] + [stderr])
 
 
 def test_exports_only_entry_points(plugin_path):
