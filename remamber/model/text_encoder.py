@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import transformers
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from .presets import TextConfig
@@ -54,8 +55,30 @@ def build_text_encoder(cfg: TextConfig) -> nn.Module:
     return model if hasattr(model, "text_model") else TextTower(model)
 
 
+# transformers >= 5 takes a ready 4D additive mask as is (masking_utils: "returned as-is"); 4.x
+# expects the 2D padding mask and builds the causal part itself.
+_ACCEPTS_4D_MASK = int(transformers.__version__.split(".")[0]) >= 5
+
+
+def additive_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, T) 0/1 padding mask -> (B, 1, T, T) additive mask for eager attention: 0 where key k <= query q
+    and attention_mask[b, k] != 0, finfo(dtype).min elsewhere (what transformers' eager_mask builds).
+
+    Built here, from device-side ops only, because transformers 5.17's eager_mask makes its zero with
+    ``torch.tensor(0.0, device=...)``: a pageable host-to-device copy inside the forward, which breaks
+    CUDA-graph capture (measured on the H200, bench/results/h200-2026-11-29).
+    """
+    length = attention_mask.shape[-1]
+    pos = torch.arange(length, device=attention_mask.device)
+    allowed = (pos[None, :] <= pos[:, None])[None, None] & (attention_mask != 0)[:, None, None, :]
+    return torch.zeros_like(allowed, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
 def encode_text(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     """-> (l_feats (B, T, width), pooled (B, width)): last hidden state and its value at argmax(ids)."""
+    if _ACCEPTS_4D_MASK:
+        dtype = encoder.text_model.embeddings.token_embedding.weight.dtype  # transformers: inputs_embeds.dtype
+        attention_mask = additive_attention_mask(attention_mask, dtype)
     hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     # First maximal id = first EOS (49407) for CLIP tokenizations. int32 because ONNX Runtime's
     # ArgMax has no int64 kernel; token ids are < 49408.
