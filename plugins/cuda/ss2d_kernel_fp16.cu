@@ -1,0 +1,12 @@
+// fp16 instantiations of the fused SS2DScan kernel (one file per dtype so builds run in parallel).
+#include "ss2d_kernel.cuh"
+
+namespace remamber {
+namespace scan {
+
+cudaError_t launch_ss2d_scan_fp16(const SS2DArgs& args, cudaStream_t stream) {
+  return ss2d_cuda::launch_typed<__half>(args, stream);
+}
+
+}  // namespace scan
+}  // namespace remamber
