@@ -100,21 +100,15 @@ def save_baseline(report: dict, path: Path) -> dict:
 
 def load_baseline(path: Path) -> dict:
     """Read and validate a baseline; any problem is an InputError naming the file and the fix."""
+    from ..validate.baselines import check_baseline_values, read_baseline_file
+
     path = Path(path)
     fix = "pass a file written by `remamber-deploy bench --save-baseline FILE`"
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"baseline {path} does not exist; {fix}") from None
-    except OSError as exc:  # a folder, no permission, ...
-        raise InputError(f"baseline {path} cannot be read ({exc.strerror or exc}); {fix}") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"baseline {path} is not valid JSON ({exc}); {fix}") from None
+    data = read_baseline_file(path, fix)  # strict JSON: NaN / Infinity refused
     errors = schema_errors(data, load_schema("baseline_schema.json"))
     if errors:
         raise InputError(f"baseline {path} is not a remamber bench baseline: {errors[0]}; {fix}")
+    check_baseline_values(data, f"baseline {path}", fix)  # finite, in range: a NaN must not pass the gate
     return data
 
 
@@ -149,6 +143,9 @@ def judge_latency(base_median: float, base_mad: float, median: float, mad: float
     delta = median - base_median
     slowdown = 100.0 * delta / base_median if base_median > 0 else math.inf
     noise = NOISE_K * MAD_TO_SIGMA * math.hypot(base_mad, mad)
+    if not all(math.isfinite(v) for v in (base_median, base_mad, median, mad, max_regression_percent)):
+        # Validated inputs never get here; should one, a NaN must fail the gate, not pass it.
+        return slowdown, noise, True
     return slowdown, noise, bool(slowdown > max_regression_percent and delta > noise)
 
 
@@ -204,6 +201,8 @@ def scaled_error(parity: dict) -> float:
 
 
 def parity_threshold(precision: str, override: float | None) -> float:
+    if override is not None and not (isinstance(override, (int, float)) and math.isfinite(override) and override >= 0):
+        raise InputError(f"--max-parity-error {override!r} must be a finite number >= 0")
     return override if override is not None else PARITY_TOLERANCE[precision]
 
 

@@ -19,12 +19,14 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..validate.numbers import MAX_BATCH, MAX_COUNT, check_float, check_int
 from ..export.model_source import PRESETS, VARIANTS, check_checkpoint_path
 from . import baseline as gate
 from .latency import CV_WARN_PERCENT, PERCENTILE_METHOD, measure, parse_warmup, summarize_measurement
@@ -47,13 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--variant", default="conv", choices=VARIANTS, help="conv = paper, mamba = released")
     model.add_argument("--preset", default="tiny", choices=PRESETS, help="model size (checkpoints need base)")
     model.add_argument("--checkpoint", help="ReMamber checkpoint (.pth); default: seeded random weights")
-    model.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    model.add_argument("--seed", type=int, default=0,
+                       help="seed of the random weights")
     run = parser.add_argument_group("what to run")
     run.add_argument("--resolutions", default=RESOLUTIONS_DEFAULT, help="comma-separated input sizes (multiples of 32)")
     run.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated subset of {', '.join(RUNTIMES)}")
     run.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     run.add_argument("--batch", type=int, default=1)
-    run.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime (default: theirs)")
+    run.add_argument("--threads", type=int,
+                     help="CPU threads for PyTorch and ONNX Runtime (default: theirs)")
     inputs = parser.add_argument_group("inputs (default: the packaged sample image and its sentence)")
     inputs.add_argument("--image", action="append", help="image file (repeatable)")
     inputs.add_argument("--text", action="append", help="referring sentence (one for all images, or one per --image)")
@@ -62,15 +66,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--warmup", default=WARMUP_DEFAULT, help="warm-up: iterations (5) or time (200ms, 2s); at least one iteration")
     how_long = timing.add_mutually_exclusive_group()
     how_long.add_argument("--iterations", type=int, help="measure exactly N iterations")
-    how_long.add_argument("--duration", type=float, help=f"measure for S seconds (default {DURATION_DEFAULT_S:g})")
-    timing.add_argument("--min-iterations", type=int, default=MIN_ITERATIONS_DEFAULT, help="with a duration: at least N iterations")
-    timing.add_argument("--max-iterations", type=int, default=MAX_ITERATIONS_DEFAULT, help="with a duration: at most N iterations")
+    how_long.add_argument("--duration", type=float,
+                          help=f"measure for S seconds (default {DURATION_DEFAULT_S:g})")
+    timing.add_argument("--min-iterations", type=int, default=MIN_ITERATIONS_DEFAULT,
+                        help="with a duration: at least N iterations")
+    timing.add_argument("--max-iterations", type=int, default=MAX_ITERATIONS_DEFAULT,
+                        help="with a duration: at most N iterations")
     out = parser.add_argument_group("output and gates")
     out.add_argument("--out", help="report folder (default ./reports/<UTC timestamp>)")
     out.add_argument("--keep-artifacts", action="store_true", help="keep the ONNX files and engines in <out>/artifacts")
     out.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     out.add_argument("--save-baseline", metavar="FILE", help="write this run's latencies as a baseline")
     out.add_argument("--baseline", metavar="FILE", help="compare latencies with a saved baseline (exit 3 on regression)")
+    out.add_argument("--force", action="store_true",
+                     help="overwrite an existing --save-baseline file that is not JSON")
     out.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
                      help="with --baseline: allowed median slowdown in percent (see bench/README.md for the noise rule)")
     out.add_argument("--max-parity-error", type=float, metavar="X",
@@ -108,19 +117,46 @@ def parse_resolutions(text: str) -> list[int]:
 
 
 def _check_numbers(args) -> None:
+    """Every numeric option, with the project's messages (NaN and infinity refused), before any work."""
+    limits = {"batch": MAX_BATCH, "threads": 1024}
     for name in ("batch", "iterations", "threads", "min_iterations", "max_iterations"):
         value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if value is not None:
+            check_int(value, f"--{name.replace('_', '-')}", minimum=1, maximum=limits.get(name, MAX_COUNT))
+    check_int(args.seed, "--seed", minimum=0, maximum=2**63 - 1)
     if args.max_iterations < args.min_iterations:
         raise InputError(f"--max-iterations {args.max_iterations} is below --min-iterations {args.min_iterations}")
-    if args.duration is not None and args.duration <= 0:
-        raise InputError(f"--duration must be positive seconds, got {args.duration}")
-    if args.max_parity_error is not None and args.max_parity_error < 0:
-        raise InputError("--max-parity-error must be >= 0")
-    if args.max_regression < 0:
-        raise InputError("--max-regression must be >= 0 percent")
+    if args.duration is not None:
+        check_float(args.duration, "--duration", minimum=0, maximum=86400, strict_minimum=True)
+    if args.max_parity_error is not None:
+        check_float(args.max_parity_error, "--max-parity-error", minimum=0)
+    check_float(args.max_regression, "--max-regression", minimum=0)
     check_checkpoint_path(args.checkpoint)
+
+
+def _check_outputs(args, out_dir: Path) -> None:
+    """Before the slow part: the report folder and the baseline file can be written and clobber nothing."""
+    from ..validate.paths import check_output_dir, check_output_file
+
+    inputs = [args.checkpoint, args.baseline, *(args.image or [])]
+    check_output_dir(out_dir, "--out", inputs=inputs)
+    for name, kind in (("report.json", "json"), ("report.md", "text"), ("errors.log", "text")):
+        if (out_dir / name).exists():
+            check_output_file(out_dir / name, kind, f"--out {out_dir}: {name}", inputs=inputs, force=args.force,
+                              also_ok=("json",) if kind == "text" else ())
+    if args.save_baseline:
+        check_output_file(Path(args.save_baseline), "json", "--save-baseline", inputs=inputs, force=args.force)
+
+
+def _report_truncation(pairs) -> None:
+    """Say, once per distinct sentence, when ReMamber's 18 word pieces cut it."""
+    from ..tokenizer import tokenize
+
+    seen = set()
+    for pair in pairs:
+        if pair.text not in seen:
+            seen.add(pair.text)
+            tokenize(pair.text, on_truncate=lambda m, name=pair.name: print(f"bench: warning: {name}: {m}", file=sys.stderr))
 
 
 def default_out_dir() -> Path:
@@ -335,6 +371,8 @@ def run(args) -> int:
     from ..export.model_source import load_model, model_metadata
     from . import environment, report as report_mod
     from .inputs import collect_pairs, make_batches
+    from ..tokenizer import TruncationWarning
+    from ..validate.text import check_texts
     from ..validate.tokens import check_feeds
     from .runtimes import BenchContext
 
@@ -345,12 +383,15 @@ def run(args) -> int:
     warmup = parse_warmup(args.warmup)
     base = gate.load_baseline(Path(args.baseline)) if args.baseline else None
     pairs = collect_pairs(args.image, args.text, args.images_dir)
+    check_texts([p.text for p in pairs], [p.name for p in pairs])  # empty sentences, before the model
+    _report_truncation(pairs)
+    out_dir = Path(args.out) if args.out else default_out_dir()
+    _check_outputs(args, out_dir)
 
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    out_dir = Path(args.out) if args.out else default_out_dir()
     artifacts = out_dir / "artifacts" if args.keep_artifacts else Path(tempfile.mkdtemp(prefix="remamber-bench-"))
     logits, references, first_pairs, failures = {}, {}, {}, []
     progress = Progress(len(resolutions) * len(runtimes))
@@ -365,7 +406,9 @@ def run(args) -> int:
         for resolution in resolutions:
             progress.stage(f"resolution {resolution}: preprocessing {len(pairs)} input(s), PyTorch fp32 reference")
             progress.status(f"reference @{resolution}")
-            batches = make_batches(pairs, args.batch, resolution)
+            with warnings.catch_warnings():  # truncation was reported once, up front
+                warnings.simplefilter("ignore", TruncationWarning)
+                batches = make_batches(pairs, args.batch, resolution)
             for b in batches:  # value checks once, before any runtime sees the feeds
                 check_feeds(b.feeds, source=", ".join(p.name for p in b.pairs))
             reference = compute_reference(model, batches)

@@ -62,7 +62,9 @@ def _sentences_file(directory: Path) -> dict[str, list[str]]:
     table: dict[str, list[str]] = {}
     if not listing.is_file():
         return table
-    for number, raw in enumerate(listing.read_text(encoding="utf-8").splitlines(), start=1):
+    from ..validate.text import read_text_file
+
+    for number, raw in enumerate(read_text_file(listing, "sentences file").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -88,7 +90,9 @@ def pairs_from_directory(directory: str | Path) -> list[Pair]:
     for path in files:
         sentences = listed.get(path.name)
         if sentences is None and path.with_suffix(".txt").is_file():
-            sentences = [path.with_suffix(".txt").read_text(encoding="utf-8").strip()]
+            from ..validate.text import read_text_file
+
+            sentences = [read_text_file(path.with_suffix(".txt"), "sentence file").strip()]
         if not sentences:
             continue  # an image without a sentence is not a referring-segmentation input
         image = _load_image(path)

@@ -88,12 +88,16 @@ def run_benchmark(resolutions, backend: str, device: str, dtype_name: str, repea
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[480, 1024], help="input sizes (default 480 1024)")
+    from remamber.validate.numbers import device_type, int_type, size_type
+
+    parser.add_argument("--resolutions", type=size_type("--resolutions"), nargs="+", default=[480, 1024],
+                        help="input sizes (default 480 1024)")
     parser.add_argument("--backend", default="reference", help="scan backend name (default reference)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", type=device_type("--device"), default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="dtype of u, delta, B, C")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per shape (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up calls per shape")
+    parser.add_argument("--repeats", type=int_type("--repeats", minimum=1), default=3,
+                        help="timed repeats per shape (median reported)")
+    parser.add_argument("--warmup", type=int_type("--warmup", minimum=0), default=1, help="untimed warm-up calls per shape")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
     for resolution in args.resolutions:
         if resolution <= 0 or resolution % 32:
             raise InputError(f"resolution {resolution} is not a positive multiple of 32 (ReMamber needs S % 32 == 0)")
+    from remamber.ops.backends import get_backend
+
+    backend = get_backend(args.backend)  # unknown or unavailable: an error naming the registered ones
+    if args.device.split(":")[0] not in backend.devices:
+        raise InputError(f"scan backend {args.backend!r} runs on {sorted(backend.devices)}, not on --device "
+                         f"{args.device}; pick a matching --device or --backend")
     rows = run_benchmark(args.resolutions, args.backend, args.device, args.dtype, args.repeats, args.warmup)
     threads = torch.get_num_threads()
     print(f"selective scan, backend={args.backend}, device={args.device}, dtype={args.dtype}, torch threads={threads}")

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError
+from .validate.checkpoints import check_state_values
 
 KIND_REMAMBER_CONV = "remamber-conv"
 KIND_REMAMBER_MAMBA = "remamber-mamba"
@@ -275,14 +276,46 @@ def _mismatch_error(path, kind_found, model, missing, unexpected, mismatched, hi
     return CheckpointError("\n".join(lines))
 
 
-def _fix_hint(model, kind_found: str) -> str:
+def _fix_hint(model, kind_found: str, state=None, missing=(), unexpected=(), mismatched=()) -> str:
+    """The fix for a file that does not match, from what actually differs (not from the preset alone)."""
+    variant = getattr(model, "variant", "conv")
+    preset = getattr(model, "preset", "base")
     if kind_found in (KIND_REMAMBER_CONV, KIND_REMAMBER_MAMBA) and kind_found != _model_kind(model):
         variant = "mamba" if kind_found == KIND_REMAMBER_MAMBA else "conv"
-        preset = getattr(model, "preset", "base")
         return f"build the model with variant={variant!r} (remamber.build_model({variant!r}, {preset!r}))"
-    if getattr(model, "preset", "base") != "base":
+    if mismatched and state is not None:
+        other = _matching_preset(state, variant, preset)
+        if other is not None:
+            return (f"the file's tensor shapes are those of the {other!r} preset: build the model with that preset "
+                    f"(remamber.build_model({variant!r}, {other!r}), or --preset {other})")
+    if missing and not unexpected and not mismatched:
+        return (f"the file lacks {len(missing)} of the model's tensors, so it is incomplete (truncated, or saved from "
+                "a modified model): save it again from the complete model, or use the original checkpoint")
+    if unexpected and not missing and not mismatched:
+        return (f"the file has {len(unexpected)} tensors this model does not: it was saved from a different model "
+                "or code version; use a checkpoint of this ReMamber version")
+    if preset != "base" and mismatched:
         return "official checkpoints need the 'base' preset: remamber.build_model(variant, 'base')"
     return "use an official ReMamber checkpoint (ReMamber_Conv.pth / ReMamber_Mamba.pth) or a VMamba-B v2 ImageNet file"
+
+
+def _matching_preset(state, variant: str, current: str) -> str | None:
+    """The other preset whose state_dict shapes the file matches exactly (built on the meta device:
+    shapes only, no memory, no initialisation)."""
+    from .model import PRESETS, ReMamber, get_preset
+
+    wanted = {k: tuple(v.shape) for k, v in state.items() if k not in DROPPED_KEYS}
+    for name in PRESETS:
+        if name == current:
+            continue
+        try:
+            with torch.device("meta"):
+                shapes = {k: tuple(v.shape) for k, v in ReMamber(get_preset(name), variant).state_dict().items()}
+        except Exception:  # a preset that cannot be built on meta: no guess
+            continue
+        if shapes == wanted:
+            return name
+    return None
 
 
 def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, kind: str = "auto") -> CheckpointReport:
@@ -310,7 +343,9 @@ def _load_remamber(model, path, state, found, extras, placeholders) -> Checkpoin
     expected = model.state_dict()
     missing, unexpected, mismatched = _compare(expected, state)
     if missing or unexpected or mismatched:
-        raise _mismatch_error(path, found, model, missing, unexpected, mismatched, _fix_hint(model, found))
+        raise _mismatch_error(path, found, model, missing, unexpected, mismatched,
+                              _fix_hint(model, found, state, missing, unexpected, mismatched))
+    check_state_values(expected, state, path)  # non-floating weights, NaN / inf: refused, tensor named
     model.load_state_dict(state, strict=True)
     return CheckpointReport(
         path=str(path), kind=found, loaded=list(state), ignored=ignored, extras=extras, placeholders=placeholders
@@ -327,9 +362,10 @@ def _load_vmamba(model, path, state, found, extras, placeholders) -> CheckpointR
         hint = (
             "pass a VMamba-B v2 ImageNet checkpoint (vssm_base_0229_ckpt_epoch_237.pth) to a 'base' model"
             if found == KIND_VMAMBA
-            else _fix_hint(model, found) + " (or load it with kind='remamber')"
+            else _fix_hint(model, found, state, missing, unexpected, mismatched) + " (or load it with kind='remamber')"
         )
         raise _mismatch_error(path, found, model, missing, unexpected, mismatched, hint)
+    check_state_values(backbone, given, path)
     model.backbone.load_state_dict(given, strict=False)
     loaded = ["backbone." + k for k in given]
     loaded_set = set(loaded)

@@ -6,6 +6,13 @@ torchvision's ``F.resize`` on a PIL image, which is ``PIL.Image.resize(..., BILI
 bilinear filter widens its support when shrinking, i.e. antialias). We call PIL directly because
 torchvision does not import beside this project's torch (TOOLCHAIN.md).
 
+Image modes (``to_rgb``): 8-bit modes Pillow converts exactly (1, L, P, RGB, RGBA, RGBX, CMYK, YCbCr,
+LAB, HSV, LA, PA, RGBa) go through ``convert("RGB")`` as in the official loader (alpha is dropped, not
+composited). Modes Pillow would silently clip to 0..255 are rescaled first: 16-bit integer images
+("I;16", "I;16B", "I;16L", "I;16N", and "I" holding values in 0..65535, which is how Pillow opens a
+16-bit PNG) by 255/65535; 32-bit float images ("F") are read as intensities in [0, 1] and scaled by 255,
+and refused when they hold NaN/Inf or values outside [0, 1]. Any other mode is refused with the mode named.
+
 Post-processing (official ``evaluate``): nearest resize of the logits to the original size
 (``F.interpolate`` default mode), then ``sigmoid > 0.5``.
 """
@@ -38,11 +45,50 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(p) as img:
             img.load()
-            return img.convert("RGB")
+            return to_rgb(img, f"image {str(p)!r}")
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(
             f"cannot read image {str(p)!r}: {exc}; give an intact image file in a format Pillow reads (PNG, JPEG, ...)"
         ) from exc
+
+
+EIGHT_BIT_MODES = ("1", "L", "P", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA", "RGBa")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def to_rgb(img: Image.Image, what: str = "image") -> Image.Image:
+    """An RGB image with the mode's full range mapped to 0..255 (see the module docstring)."""
+    if img.width < 1 or img.height < 1:
+        raise InputError(f"{what} has size {img.size}: it must have at least one pixel")
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in EIGHT_BIT_MODES:
+        return img.convert("RGB")
+    if mode in SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(img, dtype=np.int64) if mode == "I" else np.asarray(img.convert("I"), dtype=np.int64)
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > 65535:
+            raise InputError(
+                f"{what} is a 32-bit integer image (mode I) with values {low}..{high}, outside the 16-bit range "
+                "0..65535 this tool rescales; save it as an 8- or 16-bit PNG"
+            )
+        grey = np.rint(values.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode == "F":
+        values = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise InputError(f"{what} is a float image holding NaN or Inf values; fix the file")
+        low, high = float(values.min()), float(values.max())
+        if low < 0.0 or high > 1.0:
+            raise InputError(
+                f"{what} is a 32-bit float image (mode F) with values {low:g}..{high:g}; float images are read as "
+                "intensities in [0, 1]: rescale it to [0, 1] or save it as an 8-bit image"
+            )
+        return Image.fromarray(np.rint(values * 255.0).astype(np.uint8)).convert("RGB")
+    raise InputError(
+        f"{what} has Pillow mode {mode!r}, which this tool does not convert; save it as an 8-bit RGB or greyscale image"
+    )
 
 
 def check_size(size) -> int:
@@ -58,7 +104,7 @@ def check_size(size) -> int:
 def to_pil_rgb(image) -> Image.Image:
     """A PIL image (any mode) or an HxWx3 uint8 array as an RGB PIL image."""
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return to_rgb(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise InputError(

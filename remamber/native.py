@@ -86,6 +86,35 @@ def ort_session_options(threads: int | None = None):
     return options
 
 
+# What TensorRT looks up in a plugin library (IPluginRegistry::loadLibrary / trtexec --dynamicPlugins).
+PLUGIN_ENTRY_POINTS = ("getCreators", "getPluginCreators")
+
+
+def diagnose_library(path, symbols) -> str:
+    """Why a shared library may have been refused, found by loading it ourselves: the loader's own
+    error (not a shared library, wrong architecture, missing dependency), or the entry points it lacks.
+    TensorRT-RTX logs nothing when it refuses a library, so this is the only reason the user gets."""
+    import ctypes
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror})"
+    if head != b"\x7fELF":
+        return "it is not a shared library (no ELF header): the file is something else"
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as exc:
+        return f"the dynamic loader cannot load it ({exc})"
+    present = [name for name in symbols if hasattr(lib, name)]
+    if not present:
+        return (f"it exports none of {', '.join(symbols)}, so it is not a TensorRT plugin library "
+                "(e.g. the ONNX Runtime custom-op library)")
+    return (f"it loads and exports {', '.join(present)}, but TensorRT did not accept it (built against another "
+            "TensorRT major version?)")
+
+
 def load_trt_plugin(trt_module):
     """Register the SelectiveScan plugin in a ``tensorrt`` or ``tensorrt_rtx`` module's registry.
 
@@ -105,8 +134,8 @@ def load_trt_plugin(trt_module):
         ) from exc
     if handle is None:
         raise NativeLibraryError(
-            f"{trt_module.__name__} refused the plugin library {path} (see the TensorRT log above); "
-            f"rebuild it with `{BUILD_COMMAND}`"
+            f"{trt_module.__name__} refused the plugin library {path}: {diagnose_library(path, PLUGIN_ENTRY_POINTS)}; "
+            f"rebuild it with `{BUILD_COMMAND}`, or point {LIBRARIES['trt'][1]} at libremamber_trt_plugin.so"
         )
     loaded[key] = handle  # keep the handle alive: dropping it may unload the library
     load_trt_plugin._loaded = loaded

@@ -19,6 +19,9 @@ from .errors import CheckpointError, InputError, RemamberError
 from .imageio import check_size, load_image, mask_to_image, overlay, postprocess, preprocess, save_png_atomic
 from .samples import DEFAULT_SAMPLE, list_samples, sample_image
 from .tokenizer import tokenize
+from .validate.numbers import int_type, size_type
+from .validate.paths import check_output_dir, check_output_file
+from .validate.text import check_text
 from .validate.tokens import check_model_inputs
 
 DEFAULT_SIZE = 480  # ReMamber's training and evaluation resolution
@@ -47,12 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--size",
-        type=int,
+        type=size_type("--size"),
         default=DEFAULT_SIZE,
         metavar="S",
         help=f"network input side, a multiple of 32 (default {DEFAULT_SIZE})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**63 - 1), default=0,
+                        help="seed of the random initialisation")
     parser.add_argument(
         "--tokenizer",
         type=Path,
@@ -62,13 +66,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("predict_out"), metavar="DIR", help="output folder (default ./predict_out)"
     )
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite mask.png / overlay.png in --out even when they are not PNG images")
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    # Every input and output is checked here, before the model is built (the slow part).
     size = check_size(args.size)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise CheckpointError(f"checkpoint {str(args.checkpoint)!r} does not exist or is not a file: check the path")
+    inputs = [args.image, args.checkpoint]
+    check_output_dir(args.out, "--out", inputs=inputs)
+    for name in ("mask.png", "overlay.png"):
+        check_output_file(args.out / name, "png", f"--out {args.out}: {name}", inputs=inputs, force=args.force)
 
     if args.image is not None:
         if args.text is None:
@@ -78,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         image, default_text = sample_image(args.sample)
         text = args.text if args.text is not None else default_text
-    input_ids, attention_mask = tokenize([text], tokenizer_path=args.tokenizer)
+    check_text(text, "--text")
+    input_ids, attention_mask = tokenize([text], tokenizer_path=args.tokenizer,
+                                         on_truncate=lambda m: print(f"warning: --text: {m}", file=sys.stderr))
     pixels = preprocess(image, size)
     check_model_inputs(pixels, input_ids, attention_mask, source=str(args.image or f"sample {args.sample}"))
 

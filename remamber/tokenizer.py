@@ -40,9 +40,10 @@ import gzip
 import importlib.util
 import json
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -63,16 +64,30 @@ _NUM_MERGES = 49152 - 256 - 2
 _INSTALL_HINT = "pip install --no-deps open_clip_torch"
 
 
+class TruncationWarning(UserWarning):
+    """A sentence longer than ReMamber's 18 word pieces was cut (the model never sees the rest)."""
+
+
 def tokenize(
-    texts: str | Sequence[str], tokenizer_path: str | os.PathLike | None = None
+    texts: str | Sequence[str], tokenizer_path: str | os.PathLike | None = None,
+    on_truncate: Callable[[str], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokenise one sentence or a list of sentences to ReMamber's 20 slots.
 
     Returns ``(input_ids, attention_mask)``, both int64 tensors of shape (B, 20). A single string gives
-    B = 1. Sentences longer than 18 BPE tokens are cut to their first 18 tokens, and EOS stays in slot 19.
+    B = 1. Sentences longer than 18 BPE tokens are cut to their first 18 tokens, and EOS stays in slot 19,
+    as the official tokenizer call does; each cut is reported (how many words were kept) through
+    ``on_truncate(message)``, by default as a ``TruncationWarning``. This function tokenises faithfully,
+    the empty string included; entry points refuse empty sentences first
+    (``remamber.validate.text.check_texts``).
     """
     batch = _check_texts(texts)
     tokenizer = _load_tokenizer(_resolve_source(tokenizer_path))
+    for message in truncation_messages(tokenizer, batch):
+        if on_truncate is not None:
+            on_truncate(message)
+        else:
+            warnings.warn(message, TruncationWarning, stacklevel=2)
     encoded = tokenizer(
         batch, padding="max_length", truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
     )
@@ -85,6 +100,36 @@ def tokenize(
             "check the tokenizer files"
         )
     return input_ids, attention_mask
+
+
+def truncation_messages(tokenizer, batch: list[str]) -> list[str]:
+    """One message per sentence longer than the 18 word-piece slots: how many words were kept."""
+    room = MAX_LENGTH - 2  # BOS and EOS take two slots
+    def count(text) -> int:
+        return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    lengths = [len(ids) for ids in tokenizer(batch, add_special_tokens=False, verbose=False)["input_ids"]]
+    messages = []
+    for index, (text, length) in enumerate(zip(batch, lengths)):
+        if length <= room:
+            continue
+        words = text.split()
+        lo, hi = 0, len(words)  # the longest prefix of whole words that fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count(" ".join(words[:mid])) <= room:
+                lo = mid
+            else:
+                hi = mid - 1
+        kept = " ".join(words[:lo])
+        partial = lo < len(words) and count(kept) < room  # the next word's first pieces fill the rest
+        where = f"sentence {index} " if len(batch) > 1 else "sentence "
+        messages.append(
+            f"{where}has {length} word pieces but ReMamber reads only the first {room}: {lo} of {len(words)} words "
+            f"kept whole ({kept!r}{', plus part of the next' if partial else ''}); the rest is ignored, "
+            "so put what identifies the object first"
+        )
+    return messages
 
 
 def _check_texts(texts) -> list[str]:
