@@ -321,6 +321,14 @@ void add_ops(Ort::CustomOpDomain& domain) {
 }  // namespace ort
 }  // namespace remamber
 
+#ifdef REMAMBER_ORT_WITH_CUDA
+namespace remamber {
+namespace ort {
+void add_ss2d_cuda_ops(Ort::CustomOpDomain& domain);  // the SS2DScan CUDA EP kernels (ort_ss2d_scan_cuda.cpp)
+}  // namespace ort
+}  // namespace remamber
+#endif
+
 // Entry point looked up by SessionOptions.register_custom_ops_library / RegisterCustomOpsLibrary_V2.
 REMAMBER_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
@@ -343,6 +351,7 @@ REMAMBER_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opt
       // Registered whatever the runtime: a CPU-only ONNX Runtime has no CUDA EP, so it never picks
       // these kernels and places the node on the CPU kernel above.
       remamber::ort::add_ops<remamber::ort::ScanCudaKernel>(d);
+      remamber::ort::add_ss2d_cuda_ops(d);  // SS2DScan, plugins/ort/ort_ss2d_scan_cuda.cpp
 #endif
       return d;
     }();

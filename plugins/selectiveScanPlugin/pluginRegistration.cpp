@@ -7,6 +7,7 @@
 #include <string>
 
 #include "selectiveScanPlugin.h"
+#include "ss2dScanPlugin.h"
 
 #define REMAMBER_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -39,7 +40,8 @@ REMAMBER_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder) { remamber
 
 REMAMBER_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
   static remamber::trt::SelectiveScanPluginCreator creator;
-  static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
-  nbCreators = 1;
+  static remamber::trt::SS2DScanPluginCreator ss2dCreator;  // plugins/ss2dScanPlugin/
+  static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator, &ss2dCreator};
+  nbCreators = 2;
   return creators;
 }
