@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "ort_api_floor.h"
 #include "scan_cpu.h"
 #include "scan_validate.h"
 #ifdef REMAMBER_ORT_WITH_CUDA
@@ -215,6 +216,9 @@ struct ScanCudaKernel : ScanKernel {
 // One op instance per (activation dtype, kernel kind); TKernel names its execution provider.
 template <ONNXTensorElementDataType kActType, typename TKernel>
 struct ScanOp : Ort::CustomOpBase<ScanOp<kActType, TKernel>, TKernel, /*WithStatus=*/true> {
+  // The op declares the API version the library asks for, not the headers' (ort_api_floor.h).
+  ScanOp() { this->version = kOrtApiFloor; }
+
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* raw_info, void** op_kernel) const noexcept {
     try {
       Ort::ConstKernelInfo info(raw_info);
@@ -321,6 +325,9 @@ void add_ops(Ort::CustomOpDomain& domain) {
 }  // namespace ort
 }  // namespace remamber
 
+using remamber::ort::kOrtApiFloor;
+static_assert(ORT_API_VERSION >= kOrtApiFloor, "ONNX Runtime headers older than 1.17: point ONNXRUNTIME_ROOT at 1.17+");
+
 #ifdef REMAMBER_ORT_WITH_CUDA
 namespace remamber {
 namespace ort {
@@ -331,13 +338,14 @@ void add_ss2d_cuda_ops(Ort::CustomOpDomain& domain);  // the SS2DScan CUDA EP ke
 
 // Entry point looked up by SessionOptions.register_custom_ops_library / RegisterCustomOpsLibrary_V2.
 REMAMBER_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
-  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  const OrtApi* api = api_base->GetApi(kOrtApiFloor);
   if (api == nullptr) {
     // An older runtime: report through the oldest API that has CreateStatus.
     const OrtApi* old_api = api_base->GetApi(1);
-    const std::string msg = std::string("libremamber_ort_ops was built against ONNX Runtime API ") +
-                            std::to_string(ORT_API_VERSION) + " but the runtime is " + api_base->GetVersionString() +
-                            "; upgrade onnxruntime or rebuild with ONNXRUNTIME_ROOT pointing at your ORT install";
+    const std::string msg = std::string("libremamber_ort_ops needs ONNX Runtime ") + remamber::ort::kOrtFloorRelease +
+                            " or newer (C API " +
+                            std::to_string(kOrtApiFloor) + ") but the runtime is " + api_base->GetVersionString() +
+                            "; upgrade onnxruntime";
     return old_api ? old_api->CreateStatus(ORT_FAIL, msg.c_str()) : nullptr;
   }
   Ort::InitApi(api);
