@@ -20,7 +20,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "bench" / "gpu_check.py"
 
-from remamber.bench import gpu_check as gc  # noqa: E402  (installed editable: bench/ is remamber.bench)
+from remamber.bench.gpu import cases, shapes  # noqa: E402  (installed editable: bench/ is remamber.bench)
+from remamber.bench.gpu import main as gpu_main  # noqa: E402
 
 
 def _script_env() -> dict:
@@ -43,10 +44,10 @@ def test_dry_run_writes_json_with_every_section(dry_run):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((out / "results.json").read_text())
     steps = results["steps"]
-    assert list(steps) == ["probe", "shapes", "reference_cpu", *gc.GPU_STEPS]
+    assert list(steps) == ["probe", "shapes", "reference_cpu", *gpu_main.GPU_STEPS]
     for name in ("probe", "shapes", "reference_cpu"):
         assert steps[name]["status"] == "ok", steps[name]
-    for name in gc.GPU_STEPS:
+    for name in gpu_main.GPU_STEPS:
         assert steps[name]["status"] == "skipped"
         assert steps[name]["reason"] in ("no CUDA device", "--dry-run")
     probe = steps["probe"]
@@ -82,37 +83,37 @@ def _spec_shapes(resolution: int) -> dict[tuple[int, int], int]:
 
 def test_shape_list_equals_spec_formulas():
     expected = set(_spec_shapes(480)) | set(_spec_shapes(1024))
-    assert set(gc.unique_scan_shapes()) == expected
+    assert set(shapes.unique_scan_shapes()) == expected
     assert len(expected) == 12
     # Spot values copied from the spec's table (5.2).
     assert {(1024, 14400), (2048, 384), (4096, 900), (8192, 225), (2048, 3072)} <= set(_spec_shapes(480))
     assert {(1024, 65536), (2048, 16384), (4096, 4096), (8192, 1024)} <= set(_spec_shapes(1024))
     for res in (480, 1024):
         got: dict[tuple[int, int], int] = {}
-        for site in gc.scan_inventory("conv", res):
+        for site in shapes.scan_inventory("conv", res):
             got[(site.channels, site.length)] = got.get((site.channels, site.length), 0) + site.calls
             assert site.groups == 4 and site.nstate == 1
         assert got == _spec_shapes(res)
-        assert sum(s.calls for s in gc.scan_inventory("conv", res)) == 37
-        assert sum(s.calls for s in gc.scan_inventory("mamba", res)) == 47
+        assert sum(s.calls for s in shapes.scan_inventory("conv", res)) == 37
+        assert sum(s.calls for s in shapes.scan_inventory("mamba", res)) == 47
 
 
 def test_byte_and_flop_counts_match_hand_arithmetic():
     # (1, 1024, 14400), G = 4, N = 1, fp32: u + delta 2*1024*14400*4, B + C 2*4*1*14400*4,
     # A + D + delta_bias 3*1024*4, y 1024*14400*4.
-    fp32 = gc.scan_bytes(1, 1024, 14400, 4, 1, "float32")
+    fp32 = shapes.scan_bytes(1, 1024, 14400, 4, 1, "float32")
     assert fp32["read"] == 117_964_800 + 460_800 + 12_288
     assert fp32["write"] == 58_982_400
     assert fp32["total"] == 177_420_288  # spec 5.3: 177.4 MB
-    fp16 = gc.scan_bytes(1, 1024, 14400, 4, 1, "float16")
+    fp16 = shapes.scan_bytes(1, 1024, 14400, 4, 1, "float16")
     assert fp16["total"] == 58_982_400 + 230_400 + 12_288 + 58_982_400  # spec: 118.2 MB
-    assert gc.scan_bytes(1, 1024, 14400, 4, 1, "float32", with_D=False, with_bias=False)["total"] == 177_420_288 - 8192
-    assert gc.scan_flops(1, 1024, 14400, 1) == 10 * 1024 * 14400
+    assert shapes.scan_bytes(1, 1024, 14400, 4, 1, "float32", with_D=False, with_bias=False)["total"] == 177_420_288 - 8192
+    assert shapes.scan_flops(1, 1024, 14400, 1) == 10 * 1024 * 14400
     # Whole-model totals of spec 5.3 (MB = 1e6 B; fp32 and fp16-in/fp32-out; GFLOP).
     spec = {("conv", 480): (2190, 1460, 1.821), ("conv", 1024): (8955, 5968, 7.450),
             ("mamba", 480): (2944, 1962, 2.448), ("mamba", 1024): (12384, 8253, 10.302)}
     for (variant, res), (mb32, mb16, gflop) in spec.items():
-        t = gc.model_totals(variant, res)
+        t = shapes.model_totals(variant, res)
         assert abs(t["bytes_fp32"] / 1e6 - mb32) <= 1.0
         assert abs(t["bytes_fp16in"] / 1e6 - mb16) <= 1.0
         assert abs(t["gflop"] - gflop) <= 0.001
@@ -120,14 +121,13 @@ def test_byte_and_flop_counts_match_hand_arithmetic():
 
 def test_perf_md_floor_tables_are_current():
     text = (REPO_ROOT / "docs" / "PERF.md").read_text(encoding="utf-8")
-    assert gc.floors_table().strip() in text, "regenerate with: python bench/gpu_check.py --floors-table"
+    assert shapes.floors_table().strip() in text, "regenerate with: python bench/gpu_check.py --floors-table"
 
 
 def test_correctness_plan_covers_the_matrix():
-    plan = gc.correctness_plan()
-    shapes = gc.unique_scan_shapes()
+    plan = cases.correctness_plan()
     have = {(c.batch, c.channels, c.length, c.nstate, c.dtype) for c in plan}
-    for ch, ln in shapes:
+    for ch, ln in shapes.unique_scan_shapes():
         for dt in ("float32", "float16"):
             for b in (1, 4):
                 assert (b, ch, ln, 1, dt) in have
@@ -137,27 +137,27 @@ def test_correctness_plan_covers_the_matrix():
     assert any(c.length % 2 == 1 and c.length > 1 for c in plan)
     assert any(not c.with_D and not c.with_bias for c in plan) and any(not c.softplus for c in plan)
     assert {c.groups for c in plan} >= {1, 2, 4, 8}
-    assert gc.ERROR_BOUND["float16"] == gc.ERROR_BOUND["float32"] == 1e-5
+    assert cases.ERROR_BOUND["float16"] == cases.ERROR_BOUND["float32"] == 1e-5
 
 
 def test_reference_on_a_channel_sample_equals_the_full_reference(monkeypatch):
     """The heavy cases compare a channel sample; the sample must keep each channel's group."""
-    monkeypatch.setattr(gc, "REFERENCE_ELEMENT_BUDGET", 3000)
-    case = gc.ScanCase(2, 24, 50, groups=4, nstate=3)
-    chans = gc.reference_channels(case, random.Random(0))
+    monkeypatch.setattr(cases, "REFERENCE_ELEMENT_BUDGET", 3000)
+    case = cases.ScanCase(2, 24, 50, groups=4, nstate=3)
+    chans = cases.reference_channels(case, random.Random(0))
     assert chans is not None and len(chans) < 24
     per_group = len(chans) // 4
     assert [c // 6 for c in chans] == [g for g in range(4) for _ in range(per_group)]
     assert {0, 5, 6, 11, 12, 17, 18, 23} <= set(chans)
-    inp = gc.make_inputs(case, torch.Generator().manual_seed(1), "cpu")
-    sub = gc.reference_scan(inp, True, chans)
-    full = gc.reference_scan(inp, True, None)
+    inp = cases.make_inputs(case, torch.Generator().manual_seed(1), "cpu")
+    sub = cases.reference_scan(inp, True, chans)
+    full = cases.reference_scan(inp, True, None)
     torch.testing.assert_close(sub, full[:, chans], rtol=1e-12, atol=1e-12)
-    assert gc.compare(full.float(), full, None)["rel_l2"] < 1e-6
+    assert cases.compare(full.float(), full, None)["rel_l2"] < 1e-6
     # compare() sees a wrong channel: the metric is not blind.
     bad = full.clone()
     bad[:, chans[3]] += 1.0
-    assert gc.compare(bad, sub, chans)["max_abs_over_max_ref"] > 1e-3
+    assert cases.compare(bad, sub, chans)["max_abs_over_max_ref"] > 1e-3
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
@@ -221,3 +221,177 @@ def test_compile_only_builds_the_cuda_library_for_sm90(tmp_path):
     assert Path(build["library"]).name == "libremamber_scan_cuda.so" and Path(build["library"]).is_file()
     assert "-DCMAKE_CUDA_ARCHITECTURES=90" in build["configure"]["command"]
     assert Path(build["driver"]).is_file()
+
+
+# ---- the GPU steps' logic, rehearsed on the CPU (the kernel replaced by the reference scan) ------
+FAKE_OFLEX = '''
+"""Stands in for VMamba's selective_scan_cuda_oflex in the rehearsal: same fwd signature."""
+from remamber.ops import selective_scan_reference
+
+
+def fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, nrows, oflex):
+    assert nrows == 1 and oflex is True
+    return [selective_scan_reference(u.float(), delta.float(), A, B.float(), C.float(), D, delta_bias, delta_softplus), None]
+'''
+
+FAKE_HARNESS = '''#!{python}
+import json, sys
+assert sys.argv[1] == "--plugin" and sys.argv[2].endswith("libremamber_trt_plugin.so"), sys.argv
+cases = [("fp32 D+bias", "float32", True, True, 2.1e-7, True), ("fp16 no D", "float16", False, True, 3e-7, {second_pass}),
+         ("bf16 plain", "bfloat16", False, False, 2.5e-7, True)]
+for name, dt, d, b, err, ok in cases:
+    print(json.dumps({{"case": name, "dtype": dt, "has_D": d, "has_delta_bias": b, "shape": [2, 8, 1001],
+                      "max_rel_err": err, "pass": ok}}))
+print("harness: done")
+sys.exit(0 if all(c[-1] for c in cases) else 1)
+'''
+
+FAKE_SANITIZER = '''#!{python}
+import subprocess, sys
+args = sys.argv[1:]
+cmd = args[args.index("--error-exitcode") + 2:]
+rc = subprocess.call(cmd)
+print("========= LEAK SUMMARY: 0 bytes leaked in 0 allocations")
+print("========= ERROR SUMMARY: 0 errors")
+sys.exit(rc)
+'''
+
+
+def _fake_native(tmp_path, second_pass=True):
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "libremamber_trt_plugin.so").write_bytes(b"")
+    harness = build / "remamber_plugin_harness"
+    harness.write_text(FAKE_HARNESS.format(python=sys.executable, second_pass=second_pass))
+    harness.chmod(0o755)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    cs = bindir / "compute-sanitizer"
+    cs.write_text(FAKE_SANITIZER.format(python=sys.executable))
+    cs.chmod(0o755)
+    return build, bindir
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gpu_check_rehearsal")
+    build, bindir = _fake_native(tmp)
+    peer = tmp / "selective_scan_cuda_oflex.py"
+    peer.write_text(FAKE_OFLEX)
+    out = tmp / "out"
+    env = _script_env()
+    env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    env["REMAMBER_PEER_OFLEX"] = str(peer)
+    steps = "build,plugin_harness,speed,forward_scans,peer,e2e_modes"
+    p = subprocess.run([sys.executable, str(SCRIPT), "--rehearse-cpu", "--steps", steps, "--resolutions", "32", "--build-dir", str(build),
+                        "--out", str(out), "--budget-s", "900", "--seed", "7"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    return p, out
+
+
+def test_rehearsal_runs_every_new_step_and_writes_the_tables(rehearsal):
+    proc, out = rehearsal
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    steps = results["steps"]
+    assert results["mode"].startswith("CPU rehearsal")
+    assert steps["build"]["status"] == "skipped" and "CPU rehearsal" in steps["build"]["reason"]
+    for name in ("native_tests", "sanitizer", "correctness", "e2e"):
+        assert steps[name]["status"] == "skipped" and steps[name]["reason"] == "not selected (--steps)"
+    for name in ("plugin_harness", "speed", "forward_scans", "peer", "e2e_modes"):
+        assert steps[name]["status"] == "ok", (name, steps[name])
+
+    harness = steps["plugin_harness"]
+    assert harness["plain"]["passed"] == len(harness["plain"]["cases"]) == 3 and harness["plain"]["exit"] == 0
+    assert harness["memcheck"]["exit"] == 0 and "========= ERROR SUMMARY: 0 errors" in harness["memcheck"]["summary"]
+
+    speed = steps["speed"]
+    measured = [r for r in speed["scan"] if r["status"] == "ok"]
+    # at 32 x 32 the rehearsal keeps the shapes of <= 2^20 elements: L = 64, 16, 4, 1 and the 384-long channel scan
+    assert {tuple(r["shape"]) for r in measured} == {(1, 1024, 64), (1, 2048, 16), (1, 4096, 4), (1, 8192, 1), (1, 2048, 384)}
+    for r in measured:
+        assert r["median_ms"] > 0 and r["fraction_of_copy"] == pytest.approx(r["GBps"] / speed["copy"]["GBps"])
+    assert all("<= 1536" not in k for k in speed["targets"])  # labels name the target, not the rule
+    assert len(speed["targets"]) == 10  # every shape has L <= 1536: the 50 % target, fp32 and fp16
+
+    fwd = steps["forward_scans"]["runs"]
+    assert [(r["resolution"], r["dtype"], r["calls"]) for r in fwd] == [(32, "float32", 37), (32, "float16", 37)]
+    for r in fwd:
+        # floor = the inventory's bytes at the copy bandwidth of the run
+        assert r["floor_ms"] == pytest.approx(r["bytes"] / (steps["forward_scans"]["copy_GBps"] * 1e9) * 1e3)
+        assert sum(r["by_site_ms"].values()) == pytest.approx(r["median_ms"], rel=0.05)
+        assert len(r["by_site_ms"]) == 12  # 3 sites per stage x 4 stages
+
+    peer = steps["peer"]
+    assert "mamba_ssm" in peer["unavailable"]
+    rows = [r for r in peer["rows"] if r["status"] == "ok"]
+    assert len(rows) == 10
+    for r in rows:
+        assert r["oflex_agrees"] is True and r["oflex_max_rel_diff"] < 1e-6, r
+        assert r["oflex_over_ours"] == pytest.approx(r["oflex_ms"] / r["ours_ms"])
+
+    modes = steps["e2e_modes"]["runs"]
+    assert [(r["resolution"], r["precision"]) for r in modes] == [(32, "fp32"), (32, "tf32"), (32, "fp16")]
+    for r in modes:
+        assert r["eager"]["median_ms"] > 0 and "CUDA" in r["cudagraph"]["status"]
+
+    summary = (out / "summary.md").read_text()
+    for heading in ("TensorRT plugin driven without TensorRT", "summed scan time of one base-conv forward",
+                    "peer kernels", "forward modes", "issue #9 targets:"):
+        assert heading in summary
+    assert summary.strip().splitlines()[-1].startswith("gpu_check: PASS")
+
+
+def test_plugin_harness_failures_and_missing_headers_are_reported(tmp_path, monkeypatch):
+    from remamber.bench.gpu import common, plugin_harness
+
+    build, bindir = _fake_native(tmp_path, second_pass=False)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    run = common.Run(tmp_path / "out", 60, ["test"], device="cpu")
+    plugin_harness.step_plugin_harness(run, build)
+    e = run.results["steps"]["plugin_harness"]
+    assert e["status"] == "failed" and e["plain"]["exit"] == 1
+    assert [c["case"] for c in e["plain"]["failed"]] == ["fp16 no D"]
+    assert any("plugin harness exit 1" in f for f in run.failures)
+
+    # A build without TensorRT headers: skipped (not failed), and the reason says how to carry them.
+    run = common.Run(tmp_path / "out2", 60, ["test"], device="cpu")
+    run.results["steps"]["build"] = {"status": "ok", "tensorrt_headers": None}
+    plugin_harness.step_plugin_harness(run, build)
+    e = run.results["steps"]["plugin_harness"]
+    assert e["status"] == "skipped" and "third_party/tensorrt" in e["reason"] and run.failures == []
+    # The plugin built but its harness target missing: an error, not a skip.
+    (build / "remamber_plugin_harness").unlink()
+    run = common.Run(tmp_path / "out3", 60, ["test"], device="cpu")
+    plugin_harness.step_plugin_harness(run, build)
+    assert run.results["steps"]["plugin_harness"]["status"] == "error" and run.failures
+
+
+def test_speed_targets_follow_the_issue():
+    from remamber.bench.gpu import speed
+
+    def row(ch, ln, dt, ms, frac):
+        return {"shape": [1, ch, ln], "dtype": dt, "median_ms": ms, "fraction_of_copy": frac}
+
+    rows = [row(1024, 14400, "float32", 0.050, 0.86), row(1024, 14400, "float16", 0.040, 0.70),  # fp16 1.25x: MISSED
+            row(2048, 3600, "float32", 0.030, 0.84), row(2048, 3600, "float16", 0.020, 0.80),  # 84 %: MISSED; 1.5x: met
+            row(2048, 3072, "float32", 0.030, 0.10), row(2048, 3072, "float16", 0.030, 0.10),  # no target in 1536 < L < 3600
+            row(8192, 225, "float32", 0.010, 0.50), row(8192, 225, "float16", 0.010, 0.49)]  # 50 % met, 49 % MISSED
+    verdicts = speed.apply_targets(rows)
+    assert verdicts == {
+        "1x1024x14400 fp32 >= 85%": True, "1x1024x14400 fp16 >= 1.35x fp32": False,
+        "1x2048x3600 fp32 >= 85%": False, "1x2048x3600 fp16 >= 1.35x fp32": True,
+        "1x8192x225 fp32 >= 50%": True, "1x8192x225 fp16 >= 50%": False,
+    }
+    assert rows[1]["speedup_vs_fp32"] == pytest.approx(1.25)
+
+
+def test_peer_loader_names_what_is_missing(monkeypatch, tmp_path):
+    from remamber.bench.gpu import peer
+
+    monkeypatch.delenv("REMAMBER_PEER_OFLEX", raising=False)
+    peers, missing = peer.load_peers()
+    assert "oflex" not in peers and "REMAMBER_PEER_OFLEX is not set" in missing["oflex"]
+    assert "selective_scan_cuda" in missing["mamba_ssm"]
+    monkeypatch.setenv("REMAMBER_PEER_OFLEX", str(tmp_path / "selective_scan_cuda_oflex.cpython-311-x86_64-linux-gnu.so"))
+    peers, missing = peer.load_peers()
+    assert "no such file" in missing["oflex"]
