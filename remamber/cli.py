@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("remamber.bench.cli", "parity and latency at 480 and 1024, reports and regression gate"),
     "scan-bench": ("remamber.bench.scan_bench", "throughput of the selective-scan backends on the model's shapes"),
     "native": ("remamber.native", "locate the compiled plugin libraries and print how to build them"),
+    "serve": ("remamber.serve.server", "serve ReMamber on Triton Inference Server (PyTriton), 127.0.0.1 by default"),
+    "triton-repo": ("remamber.serve.repo", "write a Triton model repository (ensemble: pre, ONNX Runtime/TensorRT, post)"),
+    "serve-bench": ("remamber.serve.bench", "load test of a Triton server: throughput and latency vs concurrency"),
     "eval": ("remamber.bench.eval_cli", "oIoU/mIoU per runtime and precision on a RefCOCO-format dataset"),
     "make-dataset": ("remamber.data.cli", "write a synthetic referring-segmentation dataset in the RefCOCO layout"),
 }

@@ -22,6 +22,15 @@ python -m pip install -q --upgrade pip setuptools wheel
 
 step "Python packages (pinned by $CONSTRAINTS)"
 python -m pip install -q -c "$CONSTRAINTS" -e ".[trt-rtx,test]"
+# Triton serving (extra `serve`, used by `serve`, `serve-bench` and their tests). nvidia-pytriton 0.7.0
+# declares numpy<2 while the project pins NumPy 2: install it without dependencies, then its dependencies,
+# then the NumPy-1 environment its Python-backend stub runs in (serve/environment.py explains why).
+python -m pip install -q -c "$CONSTRAINTS" --no-deps "nvidia-pytriton"
+python -m pip install -q -c "$CONSTRAINTS" "tritonclient[http,grpc]" pyzmq sh typing_inspect wrapt typer importlib_metadata
+if [ ! -x "$VENV/triton-stub-env/bin/python3" ]; then
+    python -m venv --without-pip "$VENV/triton-stub-env"
+fi
+python -m pip --python "$VENV/triton-stub-env/bin/python3" install -q -r serve/stub-requirements.txt
 # open_clip_torch only for the CLIP BPE vocabulary file inside its wheel; its dependencies
 # (torchvision among them) are neither needed nor importable beside the CPU torch.
 python -m pip install -q --no-deps "open_clip_torch==3.3.0"
