@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import onnx
-from pathlib import Path
 
 from remamber.errors import InputError
 from remamber.validate.numbers import MAX_BATCH, int_type, size_type

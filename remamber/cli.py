@@ -24,9 +24,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("remamber.bench.cli", "parity and latency at 480 and 1024, reports and regression gate"),
     "scan-bench": ("remamber.bench.scan_bench", "throughput of the selective-scan backends on the model's shapes"),
     "native": ("remamber.native", "locate the compiled plugin libraries and print how to build them"),
-    "serve": ("remamber.serve.server", "serve ReMamber on Triton Inference Server (PyTriton), 127.0.0.1 by default"),
-    "triton-repo": ("remamber.serve.repo", "write a Triton model repository (ensemble: pre, ONNX Runtime/TensorRT, post)"),
-    "serve-bench": ("remamber.serve.bench", "load test of a Triton server: throughput and latency vs concurrency"),
     "eval": ("remamber.bench.eval_cli", "oIoU/mIoU per runtime and precision on a RefCOCO-format dataset"),
     "make-dataset": ("remamber.data.cli", "write a synthetic referring-segmentation dataset in the RefCOCO layout"),
 }
@@ -47,6 +44,18 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block), still exit status 2."""
+
+    def error(self, message):
+        from .validate.numbers import take_type_error
+
+        bad_value = take_type_error(message)  # an option value our validation refused: report it as such
+        if bad_value is not None:
+            raise bad_value
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so every ``finally`` / context manager cleans up the same way
     (temporary folders of export and bench, atomic writes) before the process exits with 143."""
@@ -60,6 +69,7 @@ USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EN
 def _terminate_like_interrupt():
     """Route SIGTERM through KeyboardInterrupt's clean-up path; returns the previous handler."""
     def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
         raise Terminated()
 
     try:
@@ -79,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, help_text = COMMANDS[command]
     idx = argv.index(command)
-    parser = argparse.ArgumentParser(prog=f"remamber-deploy {command}", description=help_text)
+    parser = OneLineErrorParser(prog=f"remamber-deploy {command}", description=help_text)
     previous_sigterm = _terminate_like_interrupt()
     try:
         module = importlib.import_module(module_name)

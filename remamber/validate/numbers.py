@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import threading
 
 from ..errors import InputError
 
@@ -18,6 +19,17 @@ SIZE_MULTIPLE = 32
 MAX_SIZE = 4096          # stage-0 scans are (S/4)^2 long: 1,048,576 steps at 4096; beyond that is a typo
 MAX_BATCH = 1024
 MAX_COUNT = 10_000_000   # iterations, repeats: anything larger is a typo, not a benchmark
+
+
+_LAST = threading.local()  # the InputError behind the last ArgumentTypeError raised here
+
+
+def take_type_error(argparse_message: str) -> InputError | None:
+    """The InputError an argparse error message came from (once), so the CLI can report it like any
+    other bad input (one line, exit 2) instead of argparse's usage block."""
+    exc, text = getattr(_LAST, "error", (None, None))
+    _LAST.error = (None, None)
+    return exc if exc is not None and argparse_message.endswith(text) else None
 
 
 def _arg_type(check, name: str, option: str = ""):
@@ -28,7 +40,9 @@ def _arg_type(check, name: str, option: str = ""):
         except InputError as exc:
             # argparse already prefixes "argument --x:", so the option name is not repeated.
             message = str(exc)
-            raise argparse.ArgumentTypeError(message[len(option) + 1:] if message.startswith(option + " ") else message) from None
+            message = message[len(option) + 1:] if option and message.startswith(option + " ") else message
+            _LAST.error = (exc, message)
+            raise argparse.ArgumentTypeError(message) from None
 
     parse.__name__ = name  # argparse names the type in some messages
     return parse
