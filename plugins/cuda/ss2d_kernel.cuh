@@ -140,8 +140,14 @@ __device__ __forceinline__ void load_run(const T* __restrict__ row, const int32_
       for (int v = 0; v < kVec; ++v) raw[v] = reinterpret_cast<const uint4*>(base)[v];
       T vals[kItems];
       memcpy(vals, raw, sizeof(raw));  // bit copy without type punning (registers only on the GPU)
+      // Two loops with constant indices keep vals in registers (a runtime index would spill it).
+      if (stride > 0) {
 #pragma unroll
-      for (int i = 0; i < kItems; ++i) out[i] = to_float(vals[stride > 0 ? i : kItems - 1 - i]);
+        for (int i = 0; i < kItems; ++i) out[i] = to_float(vals[i]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) out[i] = to_float(vals[kItems - 1 - i]);
+      }
       return;
     }
   }
@@ -156,17 +162,19 @@ __device__ __forceinline__ void accumulate_run(float* __restrict__ acc, const in
   if (stride != 0) {
     float* base = acc + (stride > 0 ? pos[0] : pos[kItems - 1]);
     if (aligned16(base)) {
+      // Element j of vector q is step 4q + j (ascending) or kItems - 1 - (4q + j) (descending); constant
+      // indices in both loops keep v in registers.
+      float w[kItems];
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) w[i] = stride > 0 ? v[i] : v[kItems - 1 - i];
 #pragma unroll
       for (int q = 0; q < kItems / 4; ++q) {
         float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         if (!first_direction) x = reinterpret_cast<const float4*>(base)[q];
-        // element j of the vector is step i = 4q + j (ascending) or kItems - 1 - (4q + j) (descending)
-        const int i0 = stride > 0 ? 4 * q : kItems - 1 - 4 * q;
-        const int di = stride > 0 ? 1 : -1;
-        x.x += v[i0];
-        x.y += v[i0 + di];
-        x.z += v[i0 + 2 * di];
-        x.w += v[i0 + 3 * di];
+        x.x += w[4 * q];
+        x.y += w[4 * q + 1];
+        x.z += w[4 * q + 2];
+        x.w += w[4 * q + 3];
         reinterpret_cast<float4*>(base)[q] = x;
       }
       return;

@@ -11,6 +11,15 @@ exports, all tensors contiguous (COMMON.md, fixed ABI)::
     const char* remamberSelectiveScanLastError(void);
     int remamberSelectiveScanVersion(void);   /* 1 */
 
+and, for the fused SS2D scan (``remamber.ops.ss2d_scan``, contract plugins/ss2dScanPlugin/README.md)::
+
+    int remamberSS2DScanForward(const void* u, const void* delta, const float* A,
+        const void* B, const void* C, const float* D /*nullable*/, const float* delta_bias /*nullable*/,
+        float* y, int batch, int dim, int height, int width, int nstate,
+        int layout /*0 cross, 1 bidi*/, int dtype, int delta_softplus, void* stream);
+    const char* remamberSS2DScanLastError(void);
+    int remamberSS2DScanVersion(void);   /* 1 */
+
 The library is loaded lazily, on the first scan or availability question, never at import:
 importing ``remamber.ops`` on a machine without the library or without a GPU must stay cheap and
 silent. The kernel runs on PyTorch's current stream of the inputs' device, so it orders with the
@@ -200,6 +209,125 @@ def cuda_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True) -
     return cuda_scan_into(out, u, delta, A, B, C, D, delta_bias, delta_softplus)
 
 
+# ---- the fused SS2D scan (remamber::SS2DScan v1) -----------------------------------------------------
+
+SS2D_ABI_VERSION = 1
+_ss2d_bound: set[int] = set()  # id() of libraries whose SS2D entry points are bound and checked
+
+
+def load_ss2d_library() -> ctypes.CDLL:
+    """The launcher library with its SS2DScan entry points bound (a library built before them is refused)."""
+    lib = load_library()
+    if id(lib) in _ss2d_bound:
+        return lib
+    with _lock:
+        try:
+            fwd = lib.remamberSS2DScanForward
+            version_fn = lib.remamberSS2DScanVersion
+            last = lib.remamberSS2DScanLastError
+        except AttributeError as exc:
+            raise NativeLibraryError(
+                f"the CUDA scan library {loaded_library_path()} has no SS2DScan entry points ({exc}); it predates "
+                f"the fused kernel: rebuild it with `{BUILD_COMMAND}`"
+            ) from exc
+        fwd.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int] * 8 + [ctypes.c_void_p]
+        fwd.restype = ctypes.c_int
+        last.argtypes = []
+        last.restype = ctypes.c_char_p
+        version_fn.argtypes = []
+        version_fn.restype = ctypes.c_int
+        version = version_fn()
+        if version != SS2D_ABI_VERSION:
+            raise NativeLibraryError(
+                f"the CUDA scan library {loaded_library_path()} has SS2DScan ABI version {version}, this package "
+                f"needs {SS2D_ABI_VERSION}; rebuild it with `{BUILD_COMMAND}`"
+            )
+        _ss2d_bound.add(id(lib))
+    return lib
+
+
+def ss2d_unavailable_reason() -> str | None:
+    """None when the fused SS2D kernel can run, else why not."""
+    reason = unavailable_reason()
+    if reason is not None:
+        return reason
+    try:
+        load_ss2d_library()
+    except NativeLibraryError as exc:
+        return str(exc)
+    return None
+
+
+def ss2d_last_error(lib: ctypes.CDLL | None = None) -> str:
+    lib = lib or load_ss2d_library()
+    message = lib.remamberSS2DScanLastError()
+    return message.decode("utf-8", "replace") if message else "(the library gave no message)"
+
+
+def cuda_ss2d_scan_into(out, u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True, layout=0) -> torch.Tensor:
+    """Run the fused kernel writing into ``out`` (float32, contiguous, u's shape (batch, D, H, W)).
+
+    Inputs must already satisfy the contract (``remamber.ops.validate_ss2d_inputs``); they are made
+    contiguous here. ``layout``: 0 cross, 1 bidi. Raises NativeLibraryError with the library's message.
+    """
+    if u.device.type != "cuda":
+        raise InputError(f"ss2d_scan (cuda backend): inputs must be CUDA tensors, got device {u.device}")
+    if u.dtype not in DTYPE_CODES:
+        raise InputError(f"ss2d_scan (cuda backend): unsupported dtype {u.dtype}; use float32, float16 or bfloat16")
+    if out.dtype != torch.float32 or tuple(out.shape) != tuple(u.shape) or not out.is_contiguous() or out.device != u.device:
+        raise InputError(
+            f"ss2d_scan (cuda backend): out must be a contiguous float32 tensor of shape {tuple(u.shape)} "
+            f"on {u.device}, got {out.dtype} {tuple(out.shape)} on {out.device}"
+        )
+    batch, dim, height, width = u.shape
+    nstate = A.shape[1]
+    _check_int32(batch=batch, dim=dim, height=height, width=width, length=height * width)
+    u_c, delta_c, B_c, C_c = (t.contiguous() for t in (u, delta, B, C))
+    A_c = A.contiguous()
+    D_c = None if D is None else D.contiguous()
+    bias_c = None if delta_bias is None else delta_bias.contiguous()
+    lib = load_ss2d_library()
+    with torch.cuda.device(u.device):
+        stream = torch.cuda.current_stream(u.device).cuda_stream
+        rc = lib.remamberSS2DScanForward(
+            _pointer(u_c), _pointer(delta_c), _pointer(A_c), _pointer(B_c), _pointer(C_c),
+            _pointer(D_c), _pointer(bias_c), _pointer(out),
+            batch, dim, height, width, nstate, int(layout), DTYPE_CODES[u.dtype], int(bool(delta_softplus)),
+            stream,
+        )
+    if rc != 0:
+        raise NativeLibraryError(
+            f"remamberSS2DScanForward failed (code {rc}) for u {tuple(u.shape)} {u.dtype}, N={nstate}, "
+            f"layout={layout}: {ss2d_last_error(lib)}"
+        )
+    return out
+
+
+def cuda_ss2d_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True, layout=0) -> torch.Tensor:
+    """The ss2d_scan backend function: allocates the float32 output and runs the fused kernel."""
+    out = torch.empty(u.shape, dtype=torch.float32, device=u.device)
+    return cuda_ss2d_scan_into(out, u, delta, A, B, C, D, delta_bias, delta_softplus, layout)
+
+
+def register_cuda_ss2d_backend() -> backends.ScanBackend | None:
+    """Register "cuda" in the ss2d_scan table (idempotent; loads nothing). None if the registry has no such op."""
+    op = getattr(backends, "OP_SS2D_SCAN", None)
+    if op is None:
+        return None
+    backend = backends.ScanBackend(
+        name=BACKEND_NAME,
+        fn=cuda_ss2d_scan,
+        devices=frozenset({"cuda"}),
+        priority=PRIORITY,
+        description="remamber's fused SS2DScan CUDA kernel (libremamber_scan_cuda.so): four directions by index, "
+        "fp32 state, deterministic fp32 merge",
+        unavailable_reason=ss2d_unavailable_reason,
+        op=op,
+    )
+    backends.register_backend(backend)
+    return backend
+
+
 def register_cuda_backend() -> backends.ScanBackend:
     """Register the "cuda" backend (idempotent; loads nothing). Returns the registry entry."""
     backend = backends.ScanBackend(
@@ -215,3 +343,4 @@ def register_cuda_backend() -> backends.ScanBackend:
 
 
 register_cuda_backend()
+register_cuda_ss2d_backend()
