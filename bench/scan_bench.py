@@ -8,6 +8,7 @@ per second.
 
     remamber-deploy scan-bench                       # reference backend on this machine's CPU
     remamber-deploy scan-bench --backend cuda --device cuda --dtype float16
+    remamber-deploy scan-bench --cpu --resolutions 480   # CPU kernels old vs new + ORT fused vs unfused graph
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 from tabulate import tabulate
@@ -98,6 +100,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int_type("--repeats", minimum=1), default=3,
                         help="timed repeats per shape (median reported)")
     parser.add_argument("--warmup", type=int_type("--warmup", minimum=0), default=1, help="untimed warm-up calls per shape")
+    cpu = parser.add_argument_group("CPU mode (--cpu): old vs new CPU scan kernels and the fused graph, one run "
+                                    "(bench/cpu_scan_bench.py)")
+    cpu.add_argument("--cpu", action="store_true",
+                     help="time the ONNX Runtime CPU kernels (scalar vs SIMD paths) on the base shapes at the first "
+                          "--resolutions value, then ORT base conv fused vs unfused graph")
+    cpu.add_argument("--skip-model", action="store_true", help="with --cpu: only the kernel table")
+    cpu.add_argument("--onnx-fused", type=Path, default=None,
+                     help="with --cpu: base conv graph with SS2DScan nodes (default: exported into a temp folder)")
+    cpu.add_argument("--onnx-unfused", type=Path, default=None,
+                     help="with --cpu: base conv graph exported with --scan-op selective (default: exported)")
+    cpu.add_argument("--model-repeats", type=int_type("--model-repeats", minimum=1), default=3,
+                     help="with --cpu: timed forwards per graph and kernel (default 3)")
+    cpu.add_argument("--threads", type=int_type("--threads", minimum=1), default=None,
+                     help="with --cpu: ORT intra-op threads for the model table (default: ORT's, all cores)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,6 +122,15 @@ def run(args: argparse.Namespace) -> int:
     for resolution in args.resolutions:
         if resolution <= 0 or resolution % 32:
             raise InputError(f"resolution {resolution} is not a positive multiple of 32 (ReMamber needs S % 32 == 0)")
+    if args.cpu:
+        from .cpu_scan_bench import run_cpu
+
+        for name in ("onnx_fused", "onnx_unfused"):
+            path = getattr(args, name)
+            if path is not None and not path.is_file():
+                raise InputError(f"--{name.replace('_', '-')} {path} does not exist; export it with "
+                                 f"`remamber-deploy export --preset base --resolution {args.resolutions[0]}`")
+        return run_cpu(args)
     from remamber.ops.backends import get_backend
 
     backend = get_backend(args.backend)  # unknown or unavailable: an error naming the registered ones

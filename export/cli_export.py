@@ -1,4 +1,8 @@
-"""``remamber-deploy export``: ReMamber -> ONNX with remamber::SelectiveScan nodes.
+"""``remamber-deploy export``: ReMamber -> ONNX with one remamber scan node per SS2D call.
+
+By default each SS2D becomes one ``remamber::SS2DScan`` node (the fused op, no layout ops around it);
+``--scan-op selective`` writes the v1 graphs: ``remamber::SelectiveScan`` between the cross-scan and
+merge layout ops (for runtimes or plugin builds that only have SelectiveScan).
 
 Examples:
   remamber-deploy export --checkpoint ReMamber_Conv.pth --variant conv --resolution 480 -o remamber_conv_480.onnx
@@ -31,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--static-batch", type=int_type("--static-batch", minimum=1, maximum=MAX_BATCH), default=None,
                         metavar="N",
                         help="fix the batch dimension to N (default: dynamic batch)")
+    parser.add_argument("--scan-op", choices=("fused", "selective"), default="fused",
+                        help="fused = one remamber::SS2DScan per SS2D (default); selective = remamber::SelectiveScan "
+                             "plus cross-scan/merge layout ops (the v1 graphs)")
     parser.add_argument("--mark-intermediates", action="store_true",
                         help="also output the 4 backbone stage features and the decoder feature (for compare)")
     parser.add_argument("--external-data", choices=("auto", "always"), default="auto",
@@ -68,10 +75,12 @@ def run(args) -> int:
         external_data=True if args.external_data == "always" else None,
         progress=not args.quiet,
         metadata=model_source.model_metadata(args.variant, args.preset, args.seed, args.checkpoint),
+        scan_op=getattr(args, "scan_op", "fused"),
     )
     print(graph_checks.format_summary(result.summary))
     times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
-    print(f"\n{result.scan_nodes} remamber::SelectiveScan nodes for {result.scan_calls_traced} scan calls in the "
+    op_type = "SS2DScan" if getattr(args, "scan_op", "fused") == "fused" else "SelectiveScan"
+    print(f"\n{result.scan_nodes} remamber::{op_type} nodes for {result.scan_calls_traced} scan calls in the "
           f"PyTorch model; checker (full), shape inference{' and fp16 typing' if args.precision == 'fp16' else ''} passed")
     print(f"wrote {result.path}" + (f" + {result.path}.data" if result.external_data else "") + f" ({times})")
     return 0

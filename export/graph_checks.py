@@ -2,8 +2,10 @@
 
 - ``check_onnx``: the full ONNX checker (``full_check=True``: it also runs strict shape
   inference), shape inference with type checking and data propagation on the graph, the scan-node
-  rule (one ``remamber::SelectiveScan`` per traced scan call, no other non-standard op) and, for
-  fp16 graphs, the strong-typing rules of ``export/fp16.py``.
+  rule (one scan node, ``remamber::SelectiveScan`` or ``remamber::SS2DScan``, per traced scan call,
+  no other non-standard op), the fused-graph rule (no Flip/Concat/Transpose/Slice between an
+  SS2DScan's projections and its output norm) and, for fp16 graphs, the strong-typing rules of
+  ``export/fp16.py``.
 - ``summarize`` / ``format_summary``: nodes by op type, parameter bytes, opsets, inputs/outputs.
 
 Works on files with external data: the checker is given the path, shape inference runs on the
@@ -22,9 +24,15 @@ from onnx import TensorProto
 
 from remamber.errors import RemamberError
 
-from . import scan_onnx
+from . import scan_onnx, ss2d_onnx
 
 STANDARD_DOMAINS = ("", "ai.onnx")
+SCAN_OP_TYPES = (scan_onnx.OP_TYPE, ss2d_onnx.OP_TYPE)
+# Layout ops the fused graph must not have around an SS2DScan (ONNX writes torch.flip as Slice).
+LAYOUT_OPS = frozenset({"Transpose", "Concat", "Slice", "ReverseSequence", "Flip"})
+# Where the backward walk from an SS2DScan input stops: the projections (x_proj, dt_projs, the
+# depthwise conv before SiLU) are Convs.
+PROJECTION_OPS = frozenset({"Conv"})
 
 
 class GraphCheckError(RemamberError):
@@ -47,8 +55,23 @@ def load_graph(path: str | Path) -> onnx.ModelProto:
     return onnx.load(str(path), load_external_data=False)
 
 
-def infer(model: onnx.ModelProto) -> onnx.ModelProto:
+def register_schemas() -> None:
     scan_onnx.register_schema()
+    ss2d_onnx.register_schema()
+
+
+def all_scan_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Every scan node of the main graph, SelectiveScan and SS2DScan."""
+    return [n for n in model.graph.node if n.domain == scan_onnx.DOMAIN and n.op_type in SCAN_OP_TYPES]
+
+
+def node_roles(node: onnx.NodeProto) -> list[str]:
+    """Input roles of either scan op (both follow the same optional-input convention)."""
+    return (ss2d_onnx.node_roles if node.op_type == ss2d_onnx.OP_TYPE else scan_onnx.node_roles)(node)
+
+
+def infer(model: onnx.ModelProto) -> onnx.ModelProto:
+    register_schemas()
     return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
 
 
@@ -64,21 +87,79 @@ def value_types(model: onnx.ModelProto) -> dict[str, tuple[int, list]]:
 
 def scan_rule_violations(model: onnx.ModelProto, expected_scans: int | None) -> list[str]:
     problems = []
-    scans = scan_onnx.scan_nodes(model)
+    scans = all_scan_nodes(model)
     if expected_scans is not None and len(scans) != expected_scans:
         problems.append(
-            f"{len(scans)} {scan_onnx.DOMAIN}::{scan_onnx.OP_TYPE} nodes but the PyTorch model makes {expected_scans} scan calls"
+            f"{len(scans)} scan nodes ({scan_onnx.DOMAIN}::{scan_onnx.OP_TYPE} or {ss2d_onnx.OP_TYPE}) but the "
+            f"PyTorch model makes {expected_scans} scan calls"
         )
     others = collections.Counter(
         f"{n.domain}::{n.op_type}"
         for n in model.graph.node
-        if n.domain not in STANDARD_DOMAINS and not (n.domain == scan_onnx.DOMAIN and n.op_type == scan_onnx.OP_TYPE)
+        if n.domain not in STANDARD_DOMAINS and not (n.domain == scan_onnx.DOMAIN and n.op_type in SCAN_OP_TYPES)
     )
+    allowed = " and ".join(f"{scan_onnx.DOMAIN}::{t}" for t in SCAN_OP_TYPES)
     for op, count in sorted(others.items()):
-        problems.append(f"non-standard op {op} x{count} (only {scan_onnx.DOMAIN}::{scan_onnx.OP_TYPE} may be custom)")
+        problems.append(f"non-standard op {op} x{count} (only {allowed} may be custom)")
     functions = [f"{f.domain}::{f.name}" for f in model.functions]
     if functions:
         problems.append(f"model-local functions {functions} (runtimes expect a flat graph)")
+    return problems
+
+
+def fused_layout_violations(model: onnx.ModelProto) -> list[str]:
+    """Layout ops left around SS2DScan nodes (the point of the fused op is that there are none).
+
+    For every SS2DScan: walking back from u, delta, B and C to the projections (the Convs that
+    compute them, through SiLU, Reshape, Split, Cast...) meets no Flip/Concat/Transpose/Slice, and
+    walking forward from y to the output norm (LayerNormalization) meets none either, except the
+    norm's own channel-last permute: a Transpose whose every consumer is the LayerNormalization.
+    """
+    producers = {out: n for n in model.graph.node for out in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = collections.defaultdict(list)
+    for n in model.graph.node:
+        for name in n.input:
+            consumers[name].append(n)
+    problems = []
+    for scan in ss2d_onnx.scan_nodes(model):
+        roles = ss2d_onnx.node_roles(scan)
+        bad: list[str] = []
+        stack = [name for name, role in zip(scan.input, roles) if role in ("u", "delta", "B", "C")]
+        seen: set[str] = set()
+        while stack:  # backwards to the projections
+            node = producers.get(stack.pop())
+            if node is None or node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.op_type in LAYOUT_OPS:
+                bad.append(f"{node.op_type} {node.name} before it")
+            if node.op_type in PROJECTION_OPS:
+                continue
+            stack.extend(node.input)
+        reached_norm = False
+        stack, seen = list(scan.output), set()
+        while stack:  # forwards to the output norm
+            for node in consumers.get(stack.pop(), []):
+                if node.name in seen:
+                    continue
+                seen.add(node.name)
+                if node.op_type == "LayerNormalization":
+                    reached_norm = True
+                    continue
+                if node.op_type == "Transpose" and all(
+                    c.op_type == "LayerNormalization" for out in node.output for c in consumers.get(out, [])
+                ):
+                    stack.extend(node.output)
+                    continue
+                if node.op_type in LAYOUT_OPS:
+                    bad.append(f"{node.op_type} {node.name} after it")
+                stack.extend(node.output)
+                if len(seen) > 64:  # the norm follows within a few nodes; do not walk the whole graph
+                    break
+        if not reached_norm:
+            bad.append("no LayerNormalization (output norm) after it")
+        if bad:
+            problems.append(f"SS2DScan {scan.name}: layout ops left in the fused graph: {', '.join(bad)}")
     return problems
 
 
@@ -113,9 +194,9 @@ def fp16_typing_violations(model: onnx.ModelProto) -> list[str]:
     for out in model.graph.output:
         if out.type.tensor_type.elem_type != TensorProto.FLOAT:
             problems.append(f"graph output {out.name} is {_elem_name(out.type.tensor_type.elem_type)}, expected float32")
-    for node in scan_onnx.scan_nodes(model):
+    for node in all_scan_nodes(model):
         try:
-            roles = scan_onnx.node_roles(node)
+            roles = node_roles(node)
         except ValueError as exc:
             problems.append(f"scan {node.name}: {exc}")
             continue
@@ -152,7 +233,7 @@ def check_onnx(path: str | Path, expected_scans: int | None = None, precision: s
                full_check: bool = True) -> CheckReport:
     """Run every check; raise GraphCheckError listing all violations."""
     path = Path(path)
-    scan_onnx.register_schema()
+    register_schemas()
     problems = []
     try:
         onnx.checker.check_model(str(path), full_check=full_check)
@@ -165,10 +246,11 @@ def check_onnx(path: str | Path, expected_scans: int | None = None, precision: s
         problems.append(f"shape inference: {exc}")
         inferred = model
     problems += scan_rule_violations(inferred, expected_scans)
+    problems += fused_layout_violations(inferred)
     if precision == "fp16":
         problems += fp16_typing_violations(inferred)
     outputs = {o.name: (_elem_name(o.type.tensor_type.elem_type), _dims(o)) for o in inferred.graph.output}
-    report = CheckReport(scan_nodes=len(scan_onnx.scan_nodes(inferred)), inferred_outputs=outputs, problems=problems)
+    report = CheckReport(scan_nodes=len(all_scan_nodes(inferred)), inferred_outputs=outputs, problems=problems)
     if problems:
         raise GraphCheckError(f"{path}: the exported graph fails {len(problems)} check(s):\n  - " + "\n  - ".join(problems))
     return report

@@ -1,8 +1,13 @@
-"""ReMamber (PyTorch) -> ONNX with one ``remamber::SelectiveScan`` node per scan call.
+"""ReMamber (PyTorch) -> ONNX with one scan node per SS2D call.
+
+Which node depends on the model's scan path (``remamber.model.set_scan_op``, or ``scan_op=`` here):
+"fused" (the default) writes one ``remamber::SS2DScan`` per SS2D (export/ss2d_onnx.py) with no
+layout ops around it; "selective" writes today's v1 graphs, one ``remamber::SelectiveScan`` per
+SS2D between the cross-scan / merge layout ops (export/scan_onnx.py).
 
 Route: ``torch.export.export`` (non-strict) of a thin wrapper that fixes the I/O names, then
 ``torch.onnx.export(exported_program, dynamo=True, custom_translation_table=...)`` which maps
-``torch.ops.remamber.selective_scan.default`` to the custom node (export/scan_onnx.py), then the
+``torch.ops.remamber.ss2d_scan.default`` / ``selective_scan.default`` to the custom nodes, then the
 exporter's optimizer (constant folding, e.g. A = -exp(A_logs) becomes one fp32 initializer),
 then an atomic save and the checks of export/graph_checks.py.
 
@@ -27,7 +32,7 @@ import torch.nn as nn
 
 from remamber.errors import InputError
 
-from . import graph_checks, scan_onnx
+from . import graph_checks, scan_onnx, ss2d_onnx
 from remamber.atomic import atomic_folder
 
 PRECISIONS = ("fp32", "fp16")
@@ -120,10 +125,29 @@ class ExportResult:
     summary: graph_checks.GraphSummary | None = None
 
 
+def traced_scan_ops(exported: torch.export.ExportedProgram) -> dict[str, int]:
+    """Calls of each scan op in the traced PyTorch program (one FX node per call), by ONNX op type."""
+    targets = {
+        torch.ops.remamber.selective_scan.default: scan_onnx.OP_TYPE,
+        torch.ops.remamber.ss2d_scan.default: ss2d_onnx.OP_TYPE,
+    }
+    counts = {scan_onnx.OP_TYPE: 0, ss2d_onnx.OP_TYPE: 0}
+    for n in exported.graph.nodes:
+        if n.op == "call_function" and n.target in targets:
+            counts[targets[n.target]] += 1
+    return counts
+
+
 def count_traced_scans(exported: torch.export.ExportedProgram) -> int:
-    """Scan calls in the traced PyTorch program (one FX node per call)."""
-    target = torch.ops.remamber.selective_scan.default
-    return sum(1 for n in exported.graph.nodes if n.op == "call_function" and n.target is target)
+    """Scan calls (either op) in the traced PyTorch program."""
+    return sum(traced_scan_ops(exported).values())
+
+
+def scan_op_metadata(counts: dict[str, int]) -> str:
+    """'remamber::SS2DScan v1' (or SelectiveScan, or both joined by ' + ') for the graph metadata."""
+    versions = {scan_onnx.OP_TYPE: scan_onnx.OP_VERSION, ss2d_onnx.OP_TYPE: ss2d_onnx.OP_VERSION}
+    used = [f"{scan_onnx.DOMAIN}::{op} v{versions[op]}" for op, n in counts.items() if n] or ["none"]
+    return " + ".join(used)
 
 
 def _rename_symbolic_dim(ir_model, old: str, new: str) -> None:
@@ -156,12 +180,14 @@ def export_onnx(
     progress: bool = True,
     check: bool = True,
     metadata: dict[str, str] | None = None,
+    scan_op: str | None = None,
 ) -> ExportResult:
     """Export ``model`` (eval mode, fp32 weights) to ``path``; returns what was written and checked.
 
     precision "fp16" converts a copy of the model with export/fp16.py (fp32 I/O, fp32 islands).
     external_data None: external weights only when they exceed 2 GiB (ONNX's protobuf limit);
-    True forces ``<path>.data`` beside the graph. Raises InputError for bad arguments and
+    True forces ``<path>.data`` beside the graph. ``scan_op`` "fused" / "selective" sets the model's
+    scan path for this export (None: as the model is set; built models default to "fused"). Raises InputError for bad arguments and
     graph_checks.GraphCheckError when the written graph breaks a rule (the file is then removed).
     """
     from tqdm import tqdm
@@ -174,6 +200,10 @@ def export_onnx(
     if static_batch is not None and static_batch < 1:
         raise InputError(f"static batch {static_batch} must be >= 1")
 
+    if scan_op is not None:
+        from remamber.model import set_scan_op
+
+        set_scan_op(model, scan_op)
     source = model
     if precision == "fp16":
         from .fp16 import to_half_precision
@@ -211,7 +241,8 @@ def export_onnx(
             # the intermediate-output hooks keep tensors in a dict on the wrapper, by design
             warnings.filterwarnings("ignore", message="The tensor attribute")
             exported = torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
-        traced_scans = count_traced_scans(exported)
+        traced_ops = traced_scan_ops(exported)
+        traced_scans = sum(traced_ops.values())
         seconds["trace"] = time.perf_counter() - t0
         bar.update()
 
@@ -224,7 +255,7 @@ def export_onnx(
             program = torch.onnx.export(
                 exported,
                 dynamo=True,
-                custom_translation_table=scan_onnx.custom_translation_table(),
+                custom_translation_table=ss2d_onnx.custom_translation_table(),
                 input_names=list(INPUT_NAMES),
                 output_names=output_names,
                 opset_version=opset,
@@ -243,7 +274,7 @@ def export_onnx(
             "remamber.preset": str(getattr(model, "preset", "")),
             "remamber.resolution": str(resolution),
             "remamber.precision": precision,
-            "remamber.scan_op": f"{scan_onnx.DOMAIN}::{scan_onnx.OP_TYPE} v{scan_onnx.OP_VERSION}",
+            "remamber.scan_op": scan_op_metadata(traced_ops),
             "remamber.scan_calls": str(traced_scans),
             "remamber.outputs": ",".join(output_names),
             **(metadata or {}),
@@ -283,7 +314,7 @@ def export_onnx(
         precision=precision,
         resolution=resolution,
         scan_calls_traced=traced_scans,
-        scan_nodes=report.scan_nodes if report else len(scan_onnx.scan_nodes(graph_checks.load_graph(path))),
+        scan_nodes=report.scan_nodes if report else len(graph_checks.all_scan_nodes(graph_checks.load_graph(path))),
         output_names=output_names,
         external_data=use_external,
         seconds=seconds,

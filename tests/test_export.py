@@ -37,7 +37,10 @@ atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 @functools.lru_cache(maxsize=None)
 def tiny_model(variant: str):
-    return remamber.build_model(variant, "tiny", seed=0)
+    """The v1 graphs (``scan_op="selective"``: SelectiveScan + layout ops) are what these tests, and
+    test_compare.py / test_engine.py through ``exported()``, check; the fused default (SS2DScan) has its
+    own export tests in tests/test_ss2d_export.py."""
+    return remamber.build_model(variant, "tiny", seed=0, scan_op="selective")
 
 
 def is_dynamic(variant: str, resolution: int, precision: str) -> bool:

@@ -328,6 +328,12 @@ void add_ops(Ort::CustomOpDomain& domain) {
 using remamber::ort::kOrtApiFloor;
 static_assert(ORT_API_VERSION >= kOrtApiFloor, "ONNX Runtime headers older than 1.17: point ONNXRUNTIME_ROOT at 1.17+");
 
+namespace remamber {
+namespace ort {
+void add_ss2d_cpu_ops(Ort::CustomOpDomain& domain);  // the SS2DScan CPU kernels (ort_ss2d_scan.cpp)
+}  // namespace ort
+}  // namespace remamber
+
 #ifdef REMAMBER_ORT_WITH_CUDA
 namespace remamber {
 namespace ort {
@@ -355,6 +361,7 @@ REMAMBER_EXPORT OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* opt
     static Ort::CustomOpDomain& domain = []() -> Ort::CustomOpDomain& {
       static Ort::CustomOpDomain d{remamber::ort::kDomain};
       remamber::ort::add_ops<remamber::ort::ScanCpuKernel>(d);
+      remamber::ort::add_ss2d_cpu_ops(d);  // SS2DScan, plugins/ort/ort_ss2d_scan.cpp
 #ifdef REMAMBER_ORT_WITH_CUDA
       // Registered whatever the runtime: a CPU-only ONNX Runtime has no CUDA EP, so it never picks
       // these kernels and places the node on the CPU kernel above.

@@ -13,11 +13,16 @@ from ..errors import InputError
 from .init import init_resblock, init_vmamba_part
 from .presets import PRESETS, VARIANTS, ModelConfig, TextConfig, get_preset
 from .segmenter import ReMamber
+from .ss2d import SCAN_OPS, set_scan_op
 
-__all__ = ["PRESETS", "VARIANTS", "ModelConfig", "ReMamber", "TextConfig", "build_model", "get_preset"]
+__all__ = [
+    "PRESETS", "SCAN_OPS", "VARIANTS", "ModelConfig", "ReMamber", "TextConfig", "build_model", "get_preset",
+    "set_scan_op",
+]
 
 
-def build_model(variant: str = "conv", preset: str = "base", seed: int = 0) -> ReMamber:
+def build_model(variant: str = "conv", preset: str = "base", seed: int = 0, scan_op: str = "fused") -> ReMamber:
+    """scan_op: "fused" (one remamber::ss2d_scan per SS2D) or "selective" (v1 layout ops + selective_scan)."""
     if variant not in VARIANTS:
         raise InputError(f"unknown model variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
     cfg = get_preset(preset)
@@ -30,4 +35,4 @@ def build_model(variant: str = "conv", preset: str = "base", seed: int = 0) -> R
         if variant == "conv":
             for block in (model.decoder.mixer3, model.decoder.mixer2, model.decoder.mixer1):
                 init_resblock(block)
-    return model.eval()
+    return set_scan_op(model, scan_op).eval()

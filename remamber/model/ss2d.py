@@ -9,6 +9,15 @@ Dataflow (spec 3.2): in_proj -> depthwise 3x3 conv (no bias) -> SiLU -> directio
 x_proj (grouped 1x1 conv1d) -> dt_proj (grouped 1x1 conv1d) -> ONE selective-scan call for all
 four directions -> merge in fp32 -> LayerNorm2d in fp32 -> cast to the activation dtype ->
 [* SiLU(z)] -> out_proj.
+
+Two equivalent scan paths, chosen per module by ``scan_op`` (``set_scan_op(model, ...)`` sets it on
+every SS2D of a model; checkpoint keys are the same for both):
+
+- "fused" (default): x_proj and dt_projs are pointwise, so they commute with the direction
+  permutations; they run in the spatial layout (one 1x1 conv2d with all four directions' x_proj
+  weights, then the grouped dt projection) and ONE ``remamber::ss2d_scan`` call does cross-scan,
+  scan and merge (plugins/ss2dScanPlugin/README.md). Exports as one SS2DScan node per SS2D.
+- "selective": the layout ops above around ``remamber::selective_scan`` (today's v1 graphs).
 """
 
 from __future__ import annotations
@@ -24,6 +33,19 @@ from .layers import LayerNorm2d, Linear2d
 from .scan_layout import bidi_merge, bidi_scan, cross_merge, cross_scan
 
 NUM_DIRECTIONS = 4
+SCAN_OPS = ("fused", "selective")
+
+
+def set_scan_op(model: nn.Module, scan_op: str) -> nn.Module:
+    """Select the scan path of every SS2D in ``model`` ("fused" or "selective"); returns ``model``."""
+    if scan_op not in SCAN_OPS:
+        from ..errors import InputError
+
+        raise InputError(f"scan op {scan_op!r} is not one of {', '.join(SCAN_OPS)}")
+    for module in model.modules():
+        if isinstance(module, SS2D):
+            module.scan_op = scan_op
+    return model
 
 
 class SS2D(nn.Module):
@@ -45,6 +67,7 @@ class SS2D(nn.Module):
         k = NUM_DIRECTIONS
         self.d_model, self.d_inner, self.d_state, self.dt_rank = d_model, d_inner, d_state, dt_rank
         self.gated, self.layout = gated, layout
+        self.scan_op = "fused"  # or "selective"; see the module docstring and set_scan_op()
 
         # Parameter names and shapes are those of the official checkpoints (spec 6.1).
         self.x_proj_weight = nn.Parameter(torch.empty(k, dt_rank + 2 * d_state, d_inner))
@@ -90,6 +113,38 @@ class SS2D(nn.Module):
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
         """forward_corev2: (B, d_inner, H, W) -> normalised merged scan output, same shape and dtype."""
+        if self.scan_op == "fused":
+            return self._scan_fused(x)
+        return self._scan_selective(x)
+
+    def _scan_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """Projections in the spatial layout, then one ss2d_scan (no flip/transpose/concat)."""
+        batch, d_inner, height, width = x.shape
+        k, rank, n = NUM_DIRECTIONS, self.dt_rank, self.d_state
+        x_dbl = F.conv2d(x, self.x_proj_weight.reshape(k * (rank + 2 * n), d_inner, 1, 1))
+        x_dbl = x_dbl.reshape(batch, k, rank + 2 * n, height, width)
+        dts, bs, cs = torch.split(x_dbl, [rank, n, n], dim=2)
+        dts = F.conv2d(
+            dts.reshape(batch, k * rank, height, width),
+            self.dt_projs_weight.reshape(k * d_inner, rank, 1, 1),
+            groups=k,
+        )  # (B, 4*D, H, W)
+        y = ops.ss2d_scan(
+            x,
+            dts,
+            -torch.exp(self.A_logs.float()),
+            bs.contiguous(),
+            cs.contiguous(),
+            self.Ds.float(),
+            self.dt_projs_bias.reshape(-1).float(),
+            True,
+            self.layout,
+        )  # float32 (B, D, H, W), the four directions summed
+        y = self.out_norm(y)
+        return y.to(x.dtype)
+
+    def _scan_selective(self, x: torch.Tensor) -> torch.Tensor:
+        """Today's v1 path: direction layout, projections per direction, selective_scan, merge."""
         batch, d_inner, height, width = x.shape
         length = height * width
         k, rank, n = NUM_DIRECTIONS, self.dt_rank, self.d_state

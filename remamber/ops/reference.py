@@ -118,3 +118,60 @@ def selective_scan_reference(
             y = y + D[c0:c1].to(compute)[None, :, None] * uc
         out[:, c0:c1] = y
     return out
+
+
+# ---- remamber::SS2DScan v1 (plugins/ss2dScanPlugin/README.md) ------------------------------------
+
+SS2D_LAYOUTS = {"cross": 0, "bidi": 1}
+SS2D_DIRECTIONS = 4
+
+
+def ss2d_positions(layout: int, height: int, width: int, device=None) -> torch.Tensor:
+    """(4, H*W) int64: row k lists the spatial (row-major) position direction k visits at each step.
+
+    The contract's table: cross = row-major, column-major, and both reversed; bidi = forward,
+    forward, reversed, reversed over the row-major order.
+    """
+    length = height * width
+    steps = torch.arange(length, device=device)
+    if layout == SS2D_LAYOUTS["cross"]:
+        # column-major step t visits row t % H, column t // H
+        second = (steps % max(height, 1)) * width + steps // max(height, 1)
+    elif layout == SS2D_LAYOUTS["bidi"]:
+        second = steps
+    else:
+        raise ValueError(f"layout must be 0 (cross) or 1 (bidi), got {layout!r}")
+    return torch.stack([steps, second, steps.flip(0), second.flip(0)])
+
+
+@torch.no_grad()
+def ss2d_scan_reference(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True, layout=0):
+    """The contract's SS2DScan, exact and simple: gather each direction's sequence by index from the
+    spatial tensors, run ``selective_scan_reference`` on the four directions at once (groups = 4),
+    scatter each direction's output back to its spatial positions and sum the four in order k = 0..3.
+
+    Shapes: u (batch, D, H, W); delta (batch, 4D, H, W); A (4D, N); B, C (batch, 4, N, H, W);
+    D, delta_bias (4D,). Returns float32 (float64 if u is float64) of shape (batch, D, H, W).
+    """
+    batch, dim, height, width = u.shape
+    length = height * width
+    k, nstate = SS2D_DIRECTIONS, A.shape[1]
+    pos = ss2d_positions(int(layout), height, width, u.device)  # (4, L)
+    u_flat = u.reshape(batch, dim, length)
+    us = u_flat[:, :, pos].permute(0, 2, 1, 3)  # (batch, 4, D, L): us[:, k, :, t] = u[..., pos[k, t]]
+    d4 = delta.reshape(batch, k, dim, length)
+    b4 = B.reshape(batch, k, nstate, length)
+    c4 = C.reshape(batch, k, nstate, length)
+    deltas = torch.stack([d4[:, i, :, pos[i]] for i in range(k)], dim=1)
+    bs = torch.stack([b4[:, i, :, pos[i]] for i in range(k)], dim=1)
+    cs = torch.stack([c4[:, i, :, pos[i]] for i in range(k)], dim=1)
+    ys = selective_scan_reference(
+        us.reshape(batch, k * dim, length), deltas.reshape(batch, k * dim, length), A, bs, cs,
+        D, delta_bias, delta_softplus,
+    ).reshape(batch, k, dim, length)
+    y = torch.zeros(batch, dim, length, dtype=ys.dtype, device=u.device)
+    for i in range(k):
+        spatial = torch.empty_like(y)
+        spatial[:, :, pos[i]] = ys[:, i]
+        y = y + spatial
+    return y.reshape(batch, dim, height, width)
