@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <exception>
 #include <string>
 
 #include "selectiveScanPlugin.h"
@@ -39,9 +40,18 @@ void reportWarning(std::string const& message) noexcept { log(nvinfer1::ILogger:
 REMAMBER_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder) { remamber::trt::gLoggerFinder.store(finder); }
 
 REMAMBER_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
-  static remamber::trt::SelectiveScanPluginCreator creator;
-  static remamber::trt::SS2DScanPluginCreator ss2dCreator;  // plugins/ss2dScanPlugin/
-  static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator, &ss2dCreator};
-  nbCreators = 2;
-  return creators;
+  // A C entry point: no exception may cross it (the creators allocate their field lists).
+  try {
+    static remamber::trt::SelectiveScanPluginCreator creator;
+    static remamber::trt::SS2DScanPluginCreator ss2dCreator;  // plugins/ss2dScanPlugin/
+    static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator, &ss2dCreator};
+    nbCreators = 2;
+    return creators;
+  } catch (std::exception const& e) {
+    remamber::trt::reportError(std::string("remamber plugin library: getCreators failed: ") + e.what());
+  } catch (...) {
+    remamber::trt::reportError("remamber plugin library: getCreators failed: unknown exception");
+  }
+  nbCreators = 0;
+  return nullptr;
 }
