@@ -113,7 +113,7 @@ def _writable_folder(folder: Path, what: str, target: Path) -> None:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise InputError(f"{what} {target}: {probe} is a file, so no folder can be made there; choose another path")
-    if not os.access(probe, os.W_OK | os.X_OK) or (probe == folder and not _can_create_in(probe)):
+    if not os.access(probe, os.W_OK | os.X_OK) or not _can_create_in(probe):
         raise InputError(f"{what} {target}: cannot write in {probe} (permission denied or read-only); "
                          "choose a writable location")
 
