@@ -34,11 +34,18 @@ def kernel_time(torch, fn, device: str) -> dict:
 
     if device != "cuda":
         return {"kernel_ms": None, "kernel_launches": None, "note": "no device kernels on the CPU"}
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    kernels = [ev for ev in prof.events() if ev.device_type == torch.autograd.DeviceType.CUDA]
-    return {"kernel_ms": sum(ev.time_range.elapsed_us() for ev in kernels) / 1e3, "kernel_launches": len(kernels)}
+    device = [ev for ev in prof.events() if getattr(ev, "device_type", None) == torch.autograd.DeviceType.CUDA]
+    kernels = [ev for ev in device if not ev.name.startswith(("Memcpy", "Memset"))]
+
+    def us(ev) -> float:
+        tr = getattr(ev, "time_range", None)
+        return tr.elapsed_us() if tr is not None else float(getattr(ev, "device_time", 0.0))
+
+    return {"kernel_ms": sum(us(ev) for ev in kernels) / 1e3, "kernel_launches": len(kernels),
+            "memcpy_memset_ms": sum(us(ev) for ev in device if ev.name.startswith(("Memcpy", "Memset"))) / 1e3}
 
 
 def _rel_l2(torch, a, b) -> float:
