@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,6 +54,8 @@ class ServeProcess:
         return self.ready
 
     def log_tail(self, lines: int = 40) -> str:
+        if getattr(self, "saved_log", None) is not None:
+            return "\n".join(self.saved_log.splitlines()[-lines:])
         try:
             return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-lines:])
         except OSError:
@@ -70,6 +73,9 @@ class ServeProcess:
                     self.process.wait()
             self.returncode = self.process.returncode
             self._log.close()
+            if self.log_path.parent == self._tmp:
+                self.saved_log = self.log_tail(200)  # kept for messages after the folder is gone
+        shutil.rmtree(self._tmp, ignore_errors=True)
         return self.returncode
 
     def __enter__(self):

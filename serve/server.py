@@ -211,13 +211,14 @@ def run(args) -> int:
         say(f"{signal.Signals(signum).name} received, stopping")
         stop.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     engine = None
+    previous = {}
     workspace_root = Path(tempfile.mkdtemp(prefix="remamber-serve-"))
     try:
+        # Until the server runs, Ctrl-C / SIGTERM interrupt the export or engine build as in every command;
+        # from then on they ask the serving loop to stop the server and clean up.
         engine, info = build_engine(args, say)
-        if stop.is_set():
-            return 130
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         with Server(engine, args, workspace_root / "pytriton", say) as server:
             ready = {**server.endpoints(), **{k: info[k] for k in ("runtime", "resolution", "precision", "device")},
                      "max_batch_size": args.max_batch_size, "max_queue_delay_us": args.max_queue_delay_us,
