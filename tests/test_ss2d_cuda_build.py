@@ -165,3 +165,15 @@ def test_cuda_backend_refuses_cpu_tensors():
     with pytest.raises(InputError, match="inputs must be CUDA tensors"):
         cuda_backend.cuda_ss2d_scan(u, torch.zeros(1, 8, 3, 4), torch.zeros(8, 1), torch.zeros(1, 4, 1, 3, 4),
                                     torch.zeros(1, 4, 1, 3, 4), layout=0)
+
+
+def test_library_exports_the_ss2d_entry_points(ss2d_lib):
+    from remamber import native
+
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm (binutils) is not installed")
+    out = subprocess.run([nm, "-D", "--defined-only", str(native.library_path("cuda"))], capture_output=True,
+                         text=True, check=True).stdout
+    symbols = {line.split()[-1] for line in out.splitlines() if line.strip()}
+    assert {"remamberSS2DScanForward", "remamberSS2DScanLastError", "remamberSS2DScanVersion"} <= symbols, symbols
