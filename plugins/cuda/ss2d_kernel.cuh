@@ -223,11 +223,12 @@ __global__ void __launch_bounds__(kThreads) ss2d_scan_fwd_kernel(SS2DArgs p, int
     const T* B_rows = static_cast<const T*>(p.B) + bc_base;
     const T* C_rows = static_cast<const T*>(p.C) + bc_base;
 
-    float a_val[kMaxN];
+    // A pre-scaled by log2(e): the decay exp(dt * A) is one exp2 (scan_math.h, decay_exp2).
+    float a_log2e[kMaxN];
     float carry[kMaxN];  // state h[n] at the end of the previous chunk
 #pragma unroll
     for (int n = 0; n < kMaxN; ++n) {
-      a_val[n] = n < nstate ? p.A[c * nstate + n] : 0.0f;
+      a_log2e[n] = n < nstate ? p.A[c * nstate + n] * kLog2e : 0.0f;
       carry[n] = 0.0f;
     }
     const float bias = p.delta_bias ? p.delta_bias[c] : 0.0f;
@@ -257,7 +258,7 @@ __global__ void __launch_bounds__(kThreads) ss2d_scan_fwd_kernel(SS2DArgs p, int
           ScanPair agg = scan_identity();
 #pragma unroll
           for (int i = 0; i < kItems; ++i) {
-            dA[i] = decay(dt[i], a_val[n]);
+            dA[i] = decay_exp2(dt[i], a_log2e[n]);
             const ScanPair step = pos[i] >= 0 ? ScanPair{dA[i], drive(dt_u[i], bv[i])} : scan_identity();
             agg = scan_combine(agg, step);
           }
