@@ -221,6 +221,10 @@ def test_compile_only_builds_the_cuda_library_for_sm90(tmp_path):
     assert Path(build["library"]).name == "libremamber_scan_cuda.so" and Path(build["library"]).is_file()
     assert "-DCMAKE_CUDA_ARCHITECTURES=90" in build["configure"]["command"]
     assert Path(build["driver"]).is_file()
+    if build["tensorrt_headers"]:  # what the GPU call builds from carried headers: the plugin and its harness
+        assert "-DREMAMBER_WITH_TRT=ON" in build["configure"]["command"]
+        assert Path(build["plugin"]).name == "libremamber_trt_plugin.so" and Path(build["plugin"]).is_file()
+        assert Path(build["harness"]).name == "remamber_plugin_harness" and Path(build["harness"]).is_file()
 
 
 # ---- the GPU steps' logic, rehearsed on the CPU (the kernel replaced by the reference scan) ------
@@ -237,11 +241,12 @@ def fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, nrows, oflex):
 FAKE_HARNESS = '''#!{python}
 import json, sys
 assert sys.argv[1] == "--plugin" and sys.argv[2].endswith("libremamber_trt_plugin.so"), sys.argv
-cases = [("fp32 D+bias", "float32", True, True, 2.1e-7, True), ("fp16 no D", "float16", False, True, 3e-7, {second_pass}),
+cases = [("fp32 D+bias", "float32", 1, 1, 2.1e-7, True), ("fp16 no D", "float16", 0, 1, 3e-7 if {second_pass} else None, {second_pass}),
          ("bf16 plain", "bfloat16", False, False, 2.5e-7, True)]
 for name, dt, d, b, err, ok in cases:
-    print(json.dumps({{"case": name, "dtype": dt, "has_D": d, "has_delta_bias": b, "shape": [2, 8, 1001],
-                      "max_rel_err": err, "pass": ok}}))
+    # the real harness's line: shape is (batch, channels, length, groups, nstate); max_rel_err null when not compared
+    print(json.dumps({{"case": name, "dtype": dt, "has_D": d, "has_delta_bias": b, "delta_softplus": 1, "shape": [2, 8, 1001, 4, 1],
+                      "max_rel_err": err, "pass": ok, **({{}} if ok else {{"error": "output holds NaN/inf"}})}}))
 print("harness: done")
 sys.exit(0 if all(c[-1] for c in cases) else 1)
 '''
@@ -352,6 +357,10 @@ def test_plugin_harness_failures_and_missing_headers_are_reported(tmp_path, monk
     assert e["status"] == "failed" and e["plain"]["exit"] == 1
     assert [c["case"] for c in e["plain"]["failed"]] == ["fp16 no D"]
     assert any("plugin harness exit 1" in f for f in run.failures)
+    from remamber.bench.gpu import report
+
+    text = report.summary_text(run.results)
+    assert "| fp16 no D" in text and "FAIL output holds NaN/inf" in text and "2.10e-07" in text
 
     # A build without TensorRT headers: skipped (not failed), and the reason says how to carry them.
     run = common.Run(tmp_path / "out2", 60, ["test"], device="cpu")

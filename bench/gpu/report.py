@@ -46,7 +46,8 @@ def summary_text(results: dict) -> str:
     harness = steps.get("plugin_harness", {})
     if harness.get("plain", {}).get("cases"):
         rows = [[c["case"], c["dtype"], c["has_D"], c["has_delta_bias"], "x".join(map(str, c["shape"])) if isinstance(c["shape"], list) else c["shape"],
-                 f"{c['max_rel_err']:.2e}", "pass" if c["pass"] else "FAIL"] for c in harness["plain"]["cases"]]
+                 _fmt(c.get("max_rel_err"), ".2e") or "none", "pass" if c["pass"] else "FAIL " + str(c.get("error", ""))[:60]]
+                for c in harness["plain"]["cases"]]
         mem = harness.get("memcheck", {})
         parts.append("TensorRT plugin driven without TensorRT (remamber_plugin_harness); memcheck: "
                      + ("; ".join(mem.get("summary", [])) or mem.get("status", "not run")) + "\n"
