@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mark-intermediates", action="store_true",
                         help="also compare the backbone stage outputs and the decoder feature; a graph "
                              "exported without them is re-exported with them to a temporary folder")
+    parser.add_argument("--runtime-logits", type=Path, metavar="FILE.npy", default=None,
+                        help="instead of running ONNX Runtime, judge logits another runtime wrote (the C++ runner's "
+                             "--output) against PyTorch on the --inputs folder it read")
+    parser.add_argument("--inputs", type=Path, metavar="DIR", default=None,
+                        help="with --runtime-logits: the `remamber-deploy prepare-inputs` folder")
 
 
 def _from_graph(args, meta: dict) -> tuple[str, str, int, Path | None]:
@@ -65,6 +70,14 @@ def run(args) -> int:
     variant, preset, seed, checkpoint = _from_graph(args, meta)
     model, description = model_source.load_model(variant, preset, seed, checkpoint)
     print(description, file=sys.stderr)
+    if args.runtime_logits is not None:
+        from .runtime_logits import compare_runtime_logits
+
+        resolution = next(i for i in graph.graph.input if i.name == "image").type.tensor_type.shape.dim[2].dim_value
+        text, passed = compare_runtime_logits(args.runtime_logits, args.inputs, model,
+                                              meta.get("remamber.precision", "fp32"), resolution)
+        print(text)
+        return 0 if passed else 1
 
     onnx_path, intermediates, tmp = args.onnx, None, None
     if args.mark_intermediates:

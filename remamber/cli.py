@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("remamber.bench.cli", "parity and latency at 480 and 1024, reports and regression gate"),
     "scan-bench": ("remamber.bench.scan_bench", "throughput of the selective-scan backends on the model's shapes"),
     "native": ("remamber.native", "locate the compiled plugin libraries and print how to build them"),
+    "prepare-inputs": ("remamber.prepare_inputs", "write an image and sentence as the network's input .npy files (C++ runner)"),
     "eval": ("remamber.bench.eval_cli", "oIoU/mIoU per runtime and precision on a RefCOCO-format dataset"),
     "make-dataset": ("remamber.data.cli", "write a synthetic referring-segmentation dataset in the RefCOCO layout"),
 }
