@@ -47,6 +47,7 @@ PROTOCOL = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..validate.numbers import MAX_COUNT, float_type, int_type, size_type
     from .runtimes import RUNTIMES
 
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
@@ -55,23 +56,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--dataset", default="refcoco", help="refcoco, refcoco+ or refcocog")
     data.add_argument("--split-by", default="unc", help="unc (refcoco, refcoco+), umd or google (refcocog)")
     data.add_argument("--split", default="val", help="val, test, testA, testB, train, ...")
-    data.add_argument("--limit", type=int, metavar="N", help="only the first N sentences of the split")
+    data.add_argument("--limit", type=int_type("--limit"), metavar="N", help="only the first N sentences of the split")
     model = parser.add_argument_group("model")
     model.add_argument("--checkpoint", type=Path, help="ReMamber checkpoint (.pth); default: seeded random weights")
     model.add_argument("--variant", default="conv", choices=VARIANTS, help="conv = paper, mamba = released")
     model.add_argument("--preset", choices=PRESETS, help="model size (default: base with --checkpoint, else tiny)")
-    model.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    model.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**63 - 1), default=0, help="seed of the random weights")
     run = parser.add_argument_group("what to run")
     run.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated subset of {', '.join(RUNTIMES)}")
     run.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16")
-    run.add_argument("--resolution", type=int, default=480, help="network input side, a multiple of 32")
-    run.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime (default: theirs)")
+    run.add_argument("--resolution", type=size_type("--resolution"), default=480, help="network input side, a multiple of 32")
+    run.add_argument("--threads", type=int_type("--threads", maximum=4096), help="CPU threads for PyTorch and ONNX Runtime (default: theirs)")
     out = parser.add_argument_group("output and gate")
     out.add_argument("--out", type=Path, help="report folder (default ./reports/eval-<UTC timestamp>)")
     out.add_argument("--resume", action="store_true", help="continue the run whose samples.jsonl is in --out")
     out.add_argument("--keep-artifacts", action="store_true", help="keep <out>/artifacts (ONNX, engines) after the run")
-    out.add_argument("--worst", type=int, default=5, metavar="K", help="list the K sentences where runtimes disagree most, with overlays")
-    out.add_argument("--max-oiou-drop", type=float, metavar="POINTS",
+    out.add_argument("--worst", type=int_type("--worst", minimum=0, maximum=MAX_COUNT), default=5, metavar="K", help="list the K sentences where runtimes disagree most, with overlays")
+    out.add_argument("--max-oiou-drop", type=float_type("--max-oiou-drop", minimum=0, maximum=100), metavar="POINTS",
                      help="exit 4 when a runtime's oIoU is more than POINTS percentage points below the reference's")
 
 
@@ -141,6 +142,7 @@ def run(args) -> int:
     from ..data.refcoco import RefDataset
     from ..export.model_source import load_model, model_metadata
     from ..imageio import check_size
+    from ..validate.paths import check_output_dir
     from . import environment
     from .cli import parse_runtimes
     from .eval_results import ResultsFile
@@ -154,9 +156,8 @@ def run(args) -> int:
     samples = dataset.samples(args.split, args.limit)
     keys = [s.key for s in samples]
     preset = args.preset or ("base" if args.checkpoint is not None else "tiny")
-    out_dir = Path(args.out) if args.out else default_out_dir()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {out_dir} exists and is not a folder; pass a folder path")
+    out_dir = check_output_dir(Path(args.out) if args.out else default_out_dir(), "--out",
+                               inputs=[dataset.root, dataset.dataset_dir, dataset.image_dir])
     results_path = out_dir / "samples.jsonl"
     if args.resume and not results_path.is_file():
         raise InputError(f"--resume: {results_path} does not exist; pass the --out of the interrupted run")

@@ -118,4 +118,4 @@ def test_make_dataset_command(tmp_path, capsys):
     settings = json.loads((tmp_path / "d" / "refcoco" / "synthetic.json").read_text())
     assert settings["seed"] == 1 and settings["images"] == 5
     assert main(["make-dataset", "--out", str(tmp_path / "e"), "--images", "2"]) == 2
-    assert "at least 3 images" in capsys.readouterr().err
+    assert "--images must be at least 3" in capsys.readouterr().err

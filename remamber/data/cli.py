@@ -8,16 +8,19 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..validate.numbers import int_type
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write <dataset>/ and train2014/ into")
-    parser.add_argument("--images", type=int, default=200, help="number of images (10%% val, 10%% testA, the rest train)")
-    parser.add_argument("--seed", type=int, default=0, help="the same seed and image count give byte-identical files")
+    parser.add_argument("--images", type=int_type("--images", minimum=3, maximum=10_000_000), default=200, help="number of images (10%% val, 10%% testA, the rest train)")
+    parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**63 - 1), default=0, help="the same seed and image count give byte-identical files")
     parser.add_argument("--dataset", default="refcoco", help="name of the dataset folder (refcoco, refcoco+, refcocog)")
 
 
 def run(args) -> int:
+    from ..validate.paths import check_output_dir
     from .synthetic import generate
 
+    check_output_dir(args.out, "--out")
     result = generate(args.out, images=args.images, seed=args.seed, dataset=args.dataset)
     splits = ", ".join(f"{name} {count}" for name, count in result.splits.items())
     print(f"wrote {result.images} images, {result.annotations} objects ({result.multi_part} in two parts), "
