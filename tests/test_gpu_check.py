@@ -404,3 +404,29 @@ def test_peer_loader_names_what_is_missing(monkeypatch, tmp_path):
     monkeypatch.setenv("REMAMBER_PEER_OFLEX", str(tmp_path / "selective_scan_cuda_oflex.cpython-311-x86_64-linux-gnu.so"))
     peers, missing = peer.load_peers()
     assert "no such file" in missing["oflex"]
+
+
+def test_sanitizer_step_runs_every_tool_and_fails_on_a_failing_case(tmp_path, monkeypatch):
+    """The sanitizer step's bookkeeping with a stand-in driver and compute-sanitizer (the real ones need a GPU)."""
+    from remamber.bench.gpu import common, sanitizer
+
+    _, bindir = _fake_native(tmp_path)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    lib = tmp_path / "libremamber_scan_cuda.so"
+    lib.write_bytes(b"")
+    for verdict in ("PASS", "FAIL"):
+        driver = tmp_path / f"driver_{verdict}"
+        driver.write_text(f"#!/bin/sh\necho 'VERSION 1 PASS'\necho 'CASE b=1 c=8 L=1 {verdict}'\n"
+                          f"echo 'DRIVER {verdict}'\nexit {0 if verdict == 'PASS' else 1}\n")
+        driver.chmod(0o755)
+        run = common.Run(tmp_path / f"out_{verdict}", 600, ["test"], device="cpu")
+        sanitizer.step_sanitizer(run, lib, driver)
+        e = run.results["steps"]["sanitizer"]
+        for check in ("memcheck", "racecheck", "synccheck", "initcheck"):
+            assert e[check]["exit"] == (0 if verdict == "PASS" else 1)
+            assert e[check]["summary"] == ["========= LEAK SUMMARY: 0 bytes leaked in 0 allocations", "========= ERROR SUMMARY: 0 errors"]
+        if verdict == "PASS":
+            assert e["status"] == "ok" and e["plain"]["passed"] == 2 and run.failures == []
+        else:
+            assert e["status"] == "failed" and e["plain"]["failed"] == ["CASE b=1 c=8 L=1 FAIL"]
+            assert any("ABI driver" in f for f in run.failures)
