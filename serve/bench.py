@@ -132,7 +132,7 @@ def plot(report: dict, path: Path) -> Path:
 
     levels = [r["concurrency"] for r in report["levels"]]
     fig = Figure(figsize=(10.0, 4.0))
-    ax1, ax2 = fig.subplots(1, 2)
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"wspace": 0.3})
     ax1.plot(levels, [r["throughput_rps"] for r in report["levels"]], "o-")
     for r in report["levels"]:
         if r["mean_batch_size"]:
@@ -149,7 +149,10 @@ def plot(report: dict, path: Path) -> Path:
     ax2.set_xscale("log", base=2)
     ax2.legend()
     ax2.set_title("latency percentiles", fontsize=9)
+    ax1.set_ylim(bottom=0)
+    ax2.set_ylim(bottom=0)
     for ax in (ax1, ax2):
+        ax.set_xticks(levels, [str(n) for n in levels])
         ax.grid(alpha=0.3)
     fig.suptitle(report["title"], fontsize=9)
     with atomic_path(path) as tmp:
