@@ -174,6 +174,8 @@ struct ScanCpuKernel : ScanKernel {
     } job{&args, rows, 1};
     const int64_t target_elems_per_task = 1 << 16;
     job.rows_per_task = std::max<int64_t>(1, std::min<int64_t>(rows, target_elems_per_task / std::max<int64_t>(1, args.shape.length * args.shape.nstate)));
+    // At least 4 rows: the SIMD kernel interleaves the recurrences of 4 rows of a group (scan_cpu.h).
+    job.rows_per_task = std::max<int64_t>(job.rows_per_task, std::min<int64_t>(rows, 4));
     const int64_t tasks = (rows + job.rows_per_task - 1) / job.rows_per_task;
     auto run = [](void* user, size_t task) {
       const Job& j = *static_cast<const Job*>(user);
