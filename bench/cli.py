@@ -253,17 +253,23 @@ def bench_runtime(name, resolution, ctx, batches, reference: Reference, args, wa
         row["parity"] = parity_row(reference.logits, np.concatenate(outputs), args.precision, args.max_parity_error,
                                    len(batches))
         step = runtime.step(batches[0].feeds)
-        measurement = measure(
-            step,
-            warmup=warmup,
-            iterations=args.iterations,
-            duration_s=None if args.iterations else (args.duration or DURATION_DEFAULT_S),
-            min_iterations=args.min_iterations,
-            max_iterations=args.max_iterations,
-            on_iteration=lambda i: progress.status(f"{name}@{resolution} iteration {i}"),
-            prior_warm=(len(batches), parity_ms),
-        )
+        from . import jetson
+
+        # On a Jetson, tegrastats samples VDD_IN while the loop runs (warm-up included: short next to it).
+        with jetson.PowerSampler() as power:
+            measurement = measure(
+                step,
+                warmup=warmup,
+                iterations=args.iterations,
+                duration_s=None if args.iterations else (args.duration or DURATION_DEFAULT_S),
+                min_iterations=args.min_iterations,
+                max_iterations=args.max_iterations,
+                on_iteration=lambda i: progress.status(f"{name}@{resolution} iteration {i}"),
+                prior_warm=(len(batches), parity_ms),
+            )
         row["latency"] = summarize_measurement(measurement, args.batch).as_dict()
+        if power.on_jetson:
+            row["power"] = power.summary(row["latency"]["wall_s"], row["latency"]["iterations"] * args.batch)
         row["status"] = "measured"
         return row, outputs[0]
     finally:

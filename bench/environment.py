@@ -143,6 +143,8 @@ def collect(threads: int | None, precision: str) -> dict:
     import onnxruntime
     import torch
 
+    from . import jetson
+
     gpu = gpu_info()
     trt = tensorrt_flavour()
     cpu = cpu_model()
@@ -165,4 +167,6 @@ def collect(threads: int | None, precision: str) -> dict:
         "git_commit": git_commit(),
         "precision": precision,
         "threads": threads,
+        # L4T/JetPack, nvpmodel mode, clock locking on a Jetson (bench/jetson.py); None elsewhere
+        "jetson": jetson.detect(),
     }
