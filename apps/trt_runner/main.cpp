@@ -14,6 +14,7 @@
 // 1 TensorRT or CUDA failed while running.
 #include <NvInferRuntime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>

@@ -8,6 +8,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <exception>
 #include <string>
 #include <vector>
 
