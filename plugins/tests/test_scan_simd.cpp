@@ -153,7 +153,9 @@ const char* dtype_name(ScanDtype d) { return d == ScanDtype::kFloat32 ? "fp32" :
 
 // ---- SelectiveScan v1 -------------------------------------------------------------------------------
 
-void test_selective(CpuPath path, int64_t batch, int64_t channels, int64_t length, int64_t groups, int64_t nstate,
+std::vector<CpuPath> g_paths;  // the paths this CPU runs (main fills it)
+
+void test_selective(int64_t batch, int64_t channels, int64_t length, int64_t groups, int64_t nstate,
                     bool with_d, bool with_bias, bool softplus_on, ScanDtype dtype) {
   std::mt19937 gen(static_cast<unsigned>(batch * 131 + channels * 17 + length + nstate * 7 + static_cast<int>(dtype)));
   const size_t io = static_cast<size_t>(batch * channels * length);
@@ -164,7 +166,6 @@ void test_selective(CpuPath path, int64_t batch, int64_t channels, int64_t lengt
   std::vector<float> A = make_f32(static_cast<size_t>(channels * nstate), gen, 0.5f, 0.0f);
   for (auto& a : A) a = -std::exp(a);
   auto D = make_f32(static_cast<size_t>(channels), gen, 1.0f, 0.0f), bias = make_f32(static_cast<size_t>(channels), gen, 0.5f, 0.0f);
-  std::vector<float> y(io, -7.0f);
   ScanArgs args;
   args.u = u.data(dtype);
   args.delta = delta.data(dtype);
@@ -173,7 +174,6 @@ void test_selective(CpuPath path, int64_t batch, int64_t channels, int64_t lengt
   args.C = C.data(dtype);
   args.D = with_d ? D.data() : nullptr;
   args.delta_bias = with_bias ? bias.data() : nullptr;
-  args.y = y.data();
   args.shape.batch = batch;
   args.shape.channels = channels;
   args.shape.length = length;
@@ -181,11 +181,6 @@ void test_selective(CpuPath path, int64_t batch, int64_t channels, int64_t lengt
   args.shape.nstate = nstate;
   args.dtype = dtype;
   args.delta_softplus = softplus_on;
-  // Split over an odd row range, as the ORT op's thread pool may.
-  const int64_t rows = batch * channels, mid = rows / 2 + (rows > 2 ? 1 : 0);
-  selective_scan_cpu_rows(args, 0, mid, path);
-  selective_scan_cpu_rows(args, mid, rows, path);
-
   std::vector<double> ref(io);
   const int64_t L = length, N = nstate, per_group = channels / groups;
   for (int64_t b = 0; b < batch; ++b)
@@ -205,6 +200,13 @@ void test_selective(CpuPath path, int64_t batch, int64_t channels, int64_t lengt
         ref[i] = acc + (with_d ? D[c] * static_cast<double>(u.values[i]) : 0.0);
       }
     }
+  for (CpuPath path : g_paths) {
+  // Split over an odd row range, as the ORT op's thread pool may.
+  std::vector<float> y(io, -7.0f);
+  args.y = y.data();
+  const int64_t rows = batch * channels, mid = rows / 2 + (rows > 2 ? 1 : 0);
+  selective_scan_cpu_rows(args, 0, mid, path);
+  selective_scan_cpu_rows(args, mid, rows, path);
   double scale;
   const double err = compare(ref, y, &scale);
   char what[240];
@@ -213,6 +215,7 @@ void test_selective(CpuPath path, int64_t batch, int64_t channels, int64_t lengt
                 static_cast<long long>(length), static_cast<long long>(groups), static_cast<long long>(nstate), with_d,
                 with_bias, softplus_on, err, scale);
   check(err <= 1e-5 * scale, what);
+  }
 }
 
 // ---- SS2DScan v1 -------------------------------------------------------------------------------------
@@ -226,7 +229,7 @@ int64_t contract_position(int layout, int k, int64_t t, int64_t H, int64_t W) {
   return h * W + w;
 }
 
-void test_ss2d(CpuPath path, int layout, int64_t batch, int64_t dim, int64_t H, int64_t W, int64_t nstate, bool with_d,
+void test_ss2d(int layout, int64_t batch, int64_t dim, int64_t H, int64_t W, int64_t nstate, bool with_d,
                bool with_bias, bool softplus_on, ScanDtype dtype) {
   std::mt19937 gen(static_cast<unsigned>(batch * 7 + dim * 13 + H * 101 + W * 3 + nstate * 17 + layout + static_cast<int>(dtype)));
   const int64_t L = H * W, K = 4, N = nstate;
@@ -238,7 +241,6 @@ void test_ss2d(CpuPath path, int layout, int64_t batch, int64_t dim, int64_t H, 
   std::vector<float> A = make_f32(static_cast<size_t>(K * dim * N), gen, 0.5f, 0.0f);
   for (auto& a : A) a = -std::exp(a);
   auto D = make_f32(static_cast<size_t>(K * dim), gen, 1.0f, 0.0f), bias = make_f32(static_cast<size_t>(K * dim), gen, 0.5f, 0.0f);
-  std::vector<float> y(nu, -7.0f);
   SS2DArgs args;
   args.u = u.data(dtype);
   args.delta = delta.data(dtype);
@@ -247,7 +249,6 @@ void test_ss2d(CpuPath path, int layout, int64_t batch, int64_t dim, int64_t H, 
   args.C = C.data(dtype);
   args.D = with_d ? D.data() : nullptr;
   args.delta_bias = with_bias ? bias.data() : nullptr;
-  args.y = y.data();
   args.shape.batch = batch;
   args.shape.dim = dim;
   args.shape.height = H;
@@ -257,10 +258,6 @@ void test_ss2d(CpuPath path, int layout, int64_t batch, int64_t dim, int64_t H, 
   args.dtype = dtype;
   args.delta_softplus = softplus_on;
   check(check_ss2d_shape(args.shape, layout) == nullptr, "ss2d shape accepted");
-  const int64_t chans = batch * dim, mid = chans / 2 + (chans > 2 ? 1 : 0);
-  ss2d_scan_cpu_channels(args, 0, mid, path);
-  ss2d_scan_cpu_channels(args, mid, chans, path);
-
   std::vector<double> ref(nu, 0.0);
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t d = 0; d < dim; ++d)
@@ -281,6 +278,12 @@ void test_ss2d(CpuPath path, int layout, int64_t batch, int64_t dim, int64_t H, 
           ref[static_cast<size_t>((b * dim + d) * L + p)] += acc + (with_d ? D[c] * uu : 0.0);
         }
       }
+  for (CpuPath path : g_paths) {
+  std::vector<float> y(nu, -7.0f);
+  args.y = y.data();
+  const int64_t chans = batch * dim, mid = chans / 2 + (chans > 2 ? 1 : 0);
+  ss2d_scan_cpu_channels(args, 0, mid, path);
+  ss2d_scan_cpu_channels(args, mid, chans, path);
   double scale;
   const double err = compare(ref, y, &scale);
   char what[240];
@@ -289,37 +292,35 @@ void test_ss2d(CpuPath path, int layout, int64_t batch, int64_t dim, int64_t H, 
                 static_cast<long long>(H), static_cast<long long>(W), static_cast<long long>(nstate), with_d, with_bias,
                 softplus_on, err, scale);
   check(err <= 1e-5 * scale, what);
+  }
 }
 
 }  // namespace
 
 int main() {
   test_vector_maths();
-  int ran = 0;
   for (CpuPath path : {CpuPath::kScalar, CpuPath::kVec128, CpuPath::kAVX2, CpuPath::kAVX512}) {
-    if (!cpu_path_supported(path)) {
-      std::printf("path %s: not run (this CPU or build lacks it)\n", cpu_path_name(path));
-      continue;
-    }
-    ++ran;
-    const int before = failures;
-    for (ScanDtype dt : {ScanDtype::kFloat32, ScanDtype::kFloat16, ScanDtype::kBFloat16}) {
-      test_selective(path, 2, 8, 1500, 4, 1, true, true, true, dt);  // several tiles, grouped B/C, odd row split
-      test_selective(path, 1, 6, 777, 2, 3, false, true, true, dt);  // N not a power of two, groups of 3 rows
-      test_selective(path, 3, 4, 100, 2, 16, true, false, false, dt); // N = 16, no softplus
-      test_ss2d(path, 0, 2, 5, 7, 9, 1, true, true, true, dt);        // cross, odd H != W, batch 2
-      test_ss2d(path, 0, 1, 3, 24, 13, 16, false, true, true, dt);    // N = 16, L > one tile, no D
-      test_ss2d(path, 1, 2, 6, 1, 300, 1, true, false, true, dt);     // bidi (H = 1), no bias
-      test_ss2d(path, 0, 1, 4, 6, 6, 2, true, true, false, dt);       // square, no softplus
-      test_ss2d(path, 1, 1, 2, 3, 5, 4, false, false, true, dt);      // bidi with H > 1 walks row-major
-    }
-    test_selective(path, 1, 2, 0, 1, 4, true, true, true, ScanDtype::kFloat32);        // empty sequence
-    test_selective(path, 1, 1, 1, 1, 1, true, true, true, ScanDtype::kFloat32);        // one step
-    test_selective(path, 1, 3, 65536, 1, 1, true, true, true, ScanDtype::kFloat32);    // L = 65,536
-    test_ss2d(path, 0, 1, 2, 256, 256, 1, true, true, true, ScanDtype::kFloat16);      // L = 65,536 spatial
-    test_ss2d(path, 1, 1, 2, 1, 65536, 2, true, true, true, ScanDtype::kFloat32);      // L = 65,536 bidi
-    std::printf("path %s: %s\n", cpu_path_name(path), failures == before ? "all checks passed" : "FAILED");
+    std::printf("path %s: %s\n", cpu_path_name(path), cpu_path_supported(path) ? "run" : "not run (this CPU or build lacks it)");
+    if (cpu_path_supported(path)) g_paths.push_back(path);
   }
+  const int ran = static_cast<int>(g_paths.size());
+  // Each case computes its float64 reference once and checks every path against it.
+  for (ScanDtype dt : {ScanDtype::kFloat32, ScanDtype::kFloat16, ScanDtype::kBFloat16}) {
+    test_selective(2, 8, 1500, 4, 1, true, true, true, dt);  // several tiles, grouped B/C, odd row split
+    test_selective(1, 6, 777, 2, 3, false, true, true, dt);  // N not a power of two, groups of 3 rows
+    test_selective(3, 4, 100, 2, 16, true, false, false, dt); // N = 16, no softplus
+    test_ss2d(0, 2, 5, 7, 9, 1, true, true, true, dt);        // cross, odd H != W, batch 2
+    test_ss2d(0, 1, 3, 24, 13, 16, false, true, true, dt);    // N = 16, L > one tile, no D
+    test_ss2d(1, 2, 6, 1, 300, 1, true, false, true, dt);     // bidi (H = 1), no bias
+    test_ss2d(0, 1, 4, 6, 6, 2, true, true, false, dt);       // square, no softplus
+    test_ss2d(1, 1, 2, 3, 5, 4, false, false, true, dt);      // bidi with H > 1 walks row-major
+  }
+  test_selective(1, 2, 0, 1, 4, true, true, true, ScanDtype::kFloat32);        // empty sequence
+  test_selective(1, 1, 1, 1, 1, true, true, true, ScanDtype::kFloat32);        // one step
+  test_selective(1, 1, 65536, 1, 1, true, true, true, ScanDtype::kFloat32);    // L = 65,536
+  test_ss2d(0, 1, 1, 256, 256, 1, true, true, true, ScanDtype::kFloat16);      // L = 65,536 spatial
+  test_ss2d(1, 1, 1, 1, 65536, 2, true, true, true, ScanDtype::kFloat32);      // L = 65,536 bidi
+  std::printf("paths run: %d\n", ran);
   std::printf("auto path on this CPU: %s\n", cpu_path_name(resolve_cpu_path(CpuPath::kAuto)));
   if (ran < 2) {
     std::fprintf(stderr, "FAIL: fewer than two paths ran (scalar and vec128 always build)\n");
