@@ -76,6 +76,16 @@ def _trt_include() -> Path | None:
     return cand if (cand / "NvInferRuntime.h").is_file() else None
 
 
+def _cuda_root() -> Path | None:
+    """The toolkit folder holding include/cuda_runtime_api.h and lib64/libcudart_static.a."""
+    cands = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), str(Path(NVCC).resolve().parents[1]),
+             "/usr/local/cuda"]
+    for cand in cands:
+        if cand and (Path(cand) / "include" / "cuda_runtime_api.h").is_file():
+            return Path(cand)
+    return None
+
+
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
     if NVCC is None:
@@ -83,7 +93,9 @@ def harness(tmp_path_factory):
     include = _trt_include()
     if include is None:
         pytest.fail("TensorRT headers not found: scripts/fetch_native_deps.sh fetches them (or set TensorRT_ROOT)")
-    cuda_root = Path(NVCC).resolve().parents[1]
+    cuda_root = _cuda_root()
+    if cuda_root is None:
+        pytest.fail("CUDA headers (cuda_runtime_api.h) not found next to nvcc, in $CUDA_HOME or /usr/local/cuda")
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     assert cxx, "no C++ compiler"
     out = tmp_path_factory.mktemp("harness") / "remamber_plugin_harness"

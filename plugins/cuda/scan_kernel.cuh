@@ -294,8 +294,10 @@ __device__ __forceinline__ void scan_chunk(const RowIO<Tr, T>& io, const RowStat
   // full chunk pass 2 widens them again from the raw registers instead (free for fp32, one convert
   // for 16-bit), which saves 2 * kItems registers.
   constexpr bool kRewiden = kAligned && !kTail;
-  float bv_keep[kPN > 0 ? kPN : 1][kItems];
-  float cv_keep[kPN > 0 ? kPN : 1][kItems];
+  // Zero-initialised only to keep host compilers' -Wmaybe-uninitialized quiet (a row with nstate < kPN
+  // never reads the unused slots); the stores are dead and removed.
+  float bv_keep[kPN > 0 ? kPN : 1][kItems] = {};
+  float cv_keep[kPN > 0 ? kPN : 1][kItems] = {};
   ScanPair incl[kMaxN];  // inclusive warp scan of the thread aggregates, per state dimension
 
   // ---- pass 1: thread aggregates and the warp-level scan -------------------------------------
@@ -408,7 +410,7 @@ template <class Tr, typename T, int kMaxN, bool kAligned>
 __device__ __forceinline__ void scan_full_chunks(const RowIO<Tr, T>& io, const RowState<Tr, T, kMaxN>& s,
                                                  RowPerN<kMaxN>& sn,
                                                  int64_t full_chunks, ScanPair (*warp_totals)[Tr::kWarpsPerRow][kMaxN]) {
-  ChunkRegs<Tr, T, kMaxN, kAligned> next;
+  ChunkRegs<Tr, T, kMaxN, kAligned> next{};  // zeroed: B/C slots past nstate are never loaded
   prefetch_chunk(io, s, 0, next);
   for (int64_t k = 0; k < full_chunks; ++k) {
     const ChunkRegs<Tr, T, kMaxN, kAligned> cur = next;  // waits for the loads issued one chunk ago
