@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..validate.numbers import MAX_BATCH, MAX_COUNT, check_float, check_int
+from ..validate.numbers import MAX_BATCH, MAX_COUNT, check_float, check_int, check_size
 from ..export.model_source import PRESETS, VARIANTS, check_checkpoint_path
 from . import baseline as gate
 from .latency import CV_WARN_PERCENT, PERCENTILE_METHOD, measure, parse_warmup, summarize_measurement
@@ -110,7 +110,7 @@ def parse_resolutions(text: str) -> list[int]:
             raise InputError(f"--resolutions: {part!r} is not an integer; give sizes like 480,1024") from None
         if value < 32 or value % 32:
             raise InputError(f"--resolutions: {value} must be a positive multiple of 32 (e.g. 480 or 1024)")
-        values.append(value)
+        values.append(check_size(value, "--resolutions:"))  # also the upper bound
     if not values:
         raise InputError("--resolutions is empty; give sizes like 480,1024")
     return list(dict.fromkeys(values))

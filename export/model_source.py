@@ -35,6 +35,10 @@ def check_checkpoint_path(path: Path | None) -> None:
             f"checkpoint {path} does not exist or is not a file; pass the path of ReMamber_Conv.pth / "
             f"ReMamber_Mamba.pth, or leave out --checkpoint to use seeded random weights"
         )
+    if path is not None:
+        from remamber.validate.checkpoints import check_checkpoint_file
+
+        check_checkpoint_file(path, "--checkpoint")  # a zip / pickle at all, before any model is built
 
 
 def load_model(variant: str, preset: str, seed: int = 0, checkpoint: Path | None = None):

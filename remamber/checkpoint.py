@@ -188,13 +188,19 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[object, list[str]]:
     except pickle.UnpicklingError:
         pass  # pickles a class outside the weights-only allow-list (yacs CfgNode, ...)
     except Exception as exc:
-        raise CheckpointError(f"could not read {path} as a PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(_unreadable(path, exc)) from exc
     _RestrictedUnpickler.seen = set()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
     except Exception as exc:
-        raise CheckpointError(f"could not read {path} as a PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(_unreadable(path, exc)) from exc
     return obj, sorted(_RestrictedUnpickler.seen)
+
+
+def _unreadable(path, exc: Exception) -> str:
+    detail = " ".join(str(exc).split())[:300]  # one line
+    return (f"could not read {path} as a PyTorch checkpoint ({type(exc).__name__}: {detail}); the file is damaged "
+            "or not a checkpoint: download or copy it again")
 
 
 def _is_state_dict(obj) -> bool:

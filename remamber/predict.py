@@ -19,6 +19,7 @@ from .errors import CheckpointError, InputError, RemamberError
 from .imageio import check_size, load_image, mask_to_image, overlay, postprocess, preprocess, save_png_atomic
 from .samples import DEFAULT_SAMPLE, list_samples, sample_image
 from .tokenizer import tokenize
+from .validate.checkpoints import check_checkpoint_file
 from .validate.numbers import int_type, size_type
 from .validate.paths import check_output_dir, check_output_file
 from .validate.text import check_text
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     size = check_size(args.size)
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise CheckpointError(f"checkpoint {str(args.checkpoint)!r} does not exist or is not a file: check the path")
+    if args.checkpoint is not None:
+        check_checkpoint_file(args.checkpoint, "--checkpoint")
     inputs = [args.image, args.checkpoint]
     check_output_dir(args.out, "--out", inputs=inputs)
     for name in ("mask.png", "overlay.png"):

@@ -107,7 +107,7 @@ def test_predict_with_checkpoint_loads_it_and_defaults_to_base(stand_in, tmp_pat
     fake.load_checkpoint = lambda model, path: loaded.append((model, path))
     monkeypatch.setitem(sys.modules, "remamber.checkpoint", fake)
     ckpt = tmp_path / "model.pth"
-    ckpt.write_bytes(b"stand-in")
+    ckpt.write_bytes(b"PK\x03\x04stand-in")  # a zip header: predict checks the file kind before building
     rc = cli.main(["predict", "--checkpoint", str(ckpt), "--size", "32", "--out", str(tmp_path / "o")])
     assert rc == 0
     (_, preset, _, model), = stand_in
@@ -139,7 +139,7 @@ def test_predict_warns_when_the_checkpoint_leaves_weights_random(stand_in, tmp_p
     fake.load_checkpoint = lambda model, path: types.SimpleNamespace(missing=["decoder.w", "text_encoder.b"])
     monkeypatch.setitem(sys.modules, "remamber.checkpoint", fake)
     ckpt = tmp_path / "backbone_only.pth"
-    ckpt.write_bytes(b"stand-in")
+    ckpt.write_bytes(b"PK\x03\x04stand-in")  # a zip header: predict checks the file kind before building
     assert cli.main(["predict", "--checkpoint", str(ckpt), "--size", "32", "--out", str(tmp_path / "o")]) == 0
     assert "2 model tensors are not in the checkpoint" in capsys.readouterr().err
 

@@ -16,5 +16,11 @@ names the input, the problem and the fix (the CLI turns it into exit code 2):
                   registered OpSchema, op-set versions);
 * ``baselines``   latency-baseline values (finite, positive).
 
+Images are converted or refused where they are decoded, ``remamber.imageio.to_rgb`` (every PIL mode:
+16-bit and float rescaled, the rest converted or refused). A new entry point (a subcommand, a server)
+calls, before its slow work: ``numbers.*_type`` for its options, ``paths.check_input_file`` /
+``check_output_file`` / ``check_output_dir`` for its files, ``text.check_texts`` for sentences,
+``graphs.check_graph`` for ONNX files, and ``tokens.check_feeds`` on every batch before any runtime.
+
 Modules are imported lazily by their callers so a light entry point never pulls onnx or torch.
 """

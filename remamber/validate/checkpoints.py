@@ -51,3 +51,20 @@ def check_state_values(expected: Mapping, given: Mapping, path) -> None:
             f"{path}: {len(non_finite)} tensor(s) hold NaN or infinite values: {listing(non_finite)}; the model would "
             "give meaningless masks: use an intact checkpoint (a diverged training run saves such values)"
         )
+
+
+def check_checkpoint_file(path, what: str = "checkpoint") -> None:
+    """Before building a model: the file exists and looks like a PyTorch checkpoint (a zip archive, the
+    format of torch.save since 1.6, or a legacy pickle), so a wrong file fails in a second, not after
+    minutes of model building. Its content is checked when it is loaded."""
+    from pathlib import Path
+
+    from .paths import KINDS, check_input_file, sniff
+
+    path = check_input_file(Path(path), what, "pass the path of ReMamber_Conv.pth / ReMamber_Mamba.pth")
+    kind = sniff(path)
+    if kind not in ("zip", "pickle"):
+        raise CheckpointError(
+            f"{what} {path} holds {KINDS[kind]}, not a PyTorch checkpoint (torch.save writes a zip archive); "
+            "pass the .pth file of ReMamber or VMamba"
+        )
