@@ -269,6 +269,8 @@ __device__ __forceinline__ void scan_chunk(const RowIO<Tr, T>& io, const RowStat
   constexpr int kPN = ChunkRegs<Tr, T, kMaxN, kAligned>::kPN;
   constexpr int kUnrollN = kMaxN <= 2 ? kMaxN : 1;
   (void)kUnrollN;  // read only by #pragma unroll, which host compilers (the emulation test) ignore
+  // Loop bound over the state dimensions: the constant capacity when unrolled, the row's N when rolled.
+  const int n_end = kUnrollN == kMaxN ? kMaxN : s.nstate;
   const int lane = io.lane;
   const int64_t start = chunk + static_cast<int64_t>(io.tid) * kItems;  // this thread's first step
   // Steps of this thread inside the row: kItems in every full chunk.
@@ -304,7 +306,7 @@ __device__ __forceinline__ void scan_chunk(const RowIO<Tr, T>& io, const RowStat
   // Loops over n are unrolled for N <= 2 (the model's N = 1); for larger N they stay rolled, which
   // bounds the code size and build time (the per-n arrays then live in the thread's local memory).
 #pragma unroll(kUnrollN)
-  for (int n = 0; n < kMaxN; ++n) {
+  for (int n = 0; n < n_end; ++n) {
     if (n < s.nstate) {  // uniform across the block
       float bv[kItems];
       if (kTail) {
@@ -348,7 +350,7 @@ __device__ __forceinline__ void scan_chunk(const RowIO<Tr, T>& io, const RowStat
 
   // ---- pass 2: prefixes, the recurrence over the thread's steps, the carry --------------------
 #pragma unroll(kUnrollN)
-  for (int n = 0; n < kMaxN; ++n) {
+  for (int n = 0; n < n_end; ++n) {
     if (n < s.nstate) {
       ScanPair lane_before = shfl_up_pair(incl[n], 1);
       if (lane == 0) lane_before = scan_identity();
@@ -419,7 +421,7 @@ __device__ __forceinline__ void scan_full_chunks(const RowIO<Tr, T>& io, const R
   }
 }
 
-// kMaxN: the template's state capacity (1, 2, 4, 8 or 16); the row's actual N (<= kMaxN) is
+// kMaxN: the template's state capacity (1, 2 or 16); the row's actual N (<= kMaxN) is
 // p.shape.nstate, so any N in 1..16 runs on the next larger instantiation.
 // __launch_bounds__(..., 1): with no minimum-blocks hint ptxas picked 72 registers for the short-row
 // fp32 N=1 kernel and spilled; with it every instantiation is spill-free (scripts/cuda_resource_report.py).
@@ -489,15 +491,15 @@ cudaError_t launch_shape(const ScanCudaParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-// N in 1..16 -> the smallest instantiated capacity that holds it.
+// N in 1..16 -> the instantiated capacity: 1 and 2 fully unrolled in registers (the model's N = 1),
+// 3..16 on the capacity-16 kernel, whose loops over n are rolled and bounded by the row's N (capacities
+// 4 and 8 would generate the same loop with smaller arrays: not worth their build time).
 template <class Tr, typename T>
 cudaError_t launch_with_traits(const ScanCudaParams& p, cudaStream_t stream) {
   const int64_t n = p.shape.nstate;
   if (n <= 1) return launch_shape<Tr, T, 1>(p, stream);
   if (n <= 2) return launch_shape<Tr, T, 2>(p, stream);
-  if (n <= 4) return launch_shape<Tr, T, 4>(p, stream);
-  if (n <= 8) return launch_shape<Tr, T, 8>(p, stream);
-  return launch_shape<Tr, T, 16>(p, stream);
+  return launch_shape<Tr, T, kMaxState>(p, stream);
 }
 
 template <typename T>

@@ -127,8 +127,6 @@ void run_traits(const ScanCudaParams& p) {
   const int64_t n = p.shape.nstate;
   if (n <= 1) return run_grid<Tr, T, 1>(p);
   if (n <= 2) return run_grid<Tr, T, 2>(p);
-  if (n <= 4) return run_grid<Tr, T, 4>(p);
-  if (n <= 8) return run_grid<Tr, T, 8>(p);
   return run_grid<Tr, T, 16>(p);
 }
 
