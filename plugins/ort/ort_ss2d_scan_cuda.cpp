@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "ort_api_floor.h"
 #include "scan_validate.h"
 #include "ss2d_launch.h"
 #include "ss2d_types.h"
@@ -144,6 +145,8 @@ struct SS2DCudaKernel {
 
 template <ONNXTensorElementDataType kActType>
 struct SS2DCudaOp : Ort::CustomOpBase<SS2DCudaOp<kActType>, SS2DCudaKernel, /*WithStatus=*/true> {
+  // The library's ONNX Runtime floor (ort_api_floor.h), not the headers' ORT_API_VERSION.
+  SS2DCudaOp() { this->version = remamber::ort::kOrtApiFloor; }
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* raw_info, void** op_kernel) const noexcept {
     try {
       Ort::ConstKernelInfo info(raw_info);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "scan_math.h"
+#include "host_half.h"
 
 // ---- CUDA shims ------------------------------------------------------------------------------------
 using cudaError_t = int;
@@ -157,7 +158,7 @@ Activation make_activation(ScanDtype dtype, const std::vector<float>& x, size_t 
       std::memcpy(base + 4 * i, &x[i], 4);
       a.value[i] = x[i];
     } else if (dtype == ScanDtype::kFloat16) {
-      const _Float16 h = static_cast<_Float16>(x[i]);  // round to nearest even
+      const host_half h = static_cast<host_half>(x[i]);  // round to nearest even
       std::memcpy(base + 2 * i, &h, 2);
       a.value[i] = static_cast<double>(h);
     } else {
