@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "host_half.h"
 #include "scan_math.h"
 
 // ---- CUDA shims ------------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ const char* dtype_name(ScanDtype d) {
 // fp32 -> the 16-bit encodings (round to nearest even), so the kernel and the float64 loop read
 // exactly the same values.
 uint16_t to_half_bits(float f) {
-  const _Float16 h = static_cast<_Float16>(f);
+  const host_half h = static_cast<host_half>(f);
   uint16_t bits;
   std::memcpy(&bits, &h, sizeof(bits));
   return bits;
