@@ -92,12 +92,16 @@ def to_rgb(img: Image.Image, what: str = "image") -> Image.Image:
 
 
 def check_size(size) -> int:
-    """The network input side S: a positive multiple of 32."""
+    """The network input side S: a positive multiple of 32, at most 4096 (remamber.validate.numbers.MAX_SIZE)."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0 or size % SIZE_MULTIPLE:
         raise InputError(
             f"image size {size!r} is not a positive multiple of {SIZE_MULTIPLE}: the backbone downsamples by "
             f"{SIZE_MULTIPLE}; use e.g. 480 (ReMamber's training size) or 1024"
         )
+    from .validate.numbers import MAX_SIZE
+
+    if size > MAX_SIZE:
+        raise InputError(f"image size {size} is above the supported maximum {MAX_SIZE}; use 480 or 1024")
     return int(size)
 
 
