@@ -22,13 +22,16 @@ from .report import summary_text
 from .sanitizer import step_sanitizer
 from .shapes import floors_table
 from .speed import step_speed
+from .ss2d import step_ss2d_correctness, step_ss2d_model, step_ss2d_speed
 
+# The fused SS2DScan steps (ss2d_*) run after the v1 kernel's, before e2e_modes' torch.compile.
 GPU_STEPS = ("build", "native_tests", "sanitizer", "plugin_harness", "correctness", "speed", "forward_scans", "peer",
-             "e2e", "e2e_modes")
+             "e2e", "ss2d_correctness", "ss2d_speed", "ss2d_model", "e2e_modes")
 BUILD_STEPS = ("build", "native_tests", "sanitizer")  # nothing of theirs runs in a CPU rehearsal
 # Share of the budget left after the build steps at which each timed step stops starting new cases
 # (cumulative): correctness 25 %, speed 35 %, ... e2e_modes the rest.
-DEADLINE_SHARES = {"correctness": 0.25, "speed": 0.35, "forward_scans": 0.42, "peer": 0.50, "e2e": 0.62, "e2e_modes": 1.0}
+DEADLINE_SHARES = {"correctness": 0.25, "speed": 0.33, "forward_scans": 0.39, "peer": 0.45, "e2e": 0.55,
+                   "ss2d_correctness": 0.64, "ss2d_speed": 0.69, "ss2d_model": 0.76, "e2e_modes": 1.0}
 REHEARSAL_RESOLUTION = 64  # a CPU rehearsal runs the scan inventory and the tiny model at this size
 
 
@@ -96,6 +99,12 @@ def _run_gpu_steps(run: Run, args, wanted: set[str], seed: int) -> None:
         step_peer(run, seed, deadline_s=max(run.elapsed() + 10, deadline["peer"]), resolutions=res)
     if "e2e" in wanted:
         step_e2e(run, seed, deadline_s=max(run.elapsed() + 20, deadline["e2e"]), resolutions=res, preset=preset)
+    if "ss2d_correctness" in wanted:
+        step_ss2d_correctness(run, seed, deadline_s=max(run.elapsed() + 15, deadline["ss2d_correctness"]), resolutions=res)
+    if "ss2d_speed" in wanted:
+        step_ss2d_speed(run, seed, deadline_s=max(run.elapsed() + 10, deadline["ss2d_speed"]), resolutions=res)
+    if "ss2d_model" in wanted:
+        step_ss2d_model(run, seed, deadline_s=max(run.elapsed() + 15, deadline["ss2d_model"]), resolutions=res, preset=preset)
     if "e2e_modes" in wanted:
         step_e2e_modes(run, seed, deadline_s=run.budget_s, resolutions=res, preset=preset,
                        compile_precisions=() if rehearsal else ("fp16",))

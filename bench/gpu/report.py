@@ -33,6 +33,41 @@ def targets(results: dict) -> list[tuple[str, bool]]:
     return out
 
 
+def ss2d_targets(results: dict) -> list[tuple[str, bool]]:
+    """Issue #10's GPU target this run measured, as (label, met)."""
+    return [(f"fused model kernel time @{r['resolution']} {r['precision']} <= 0.80x unfused", r["target_met"])
+            for r in results["steps"].get("ss2d_model", {}).get("runs", []) if "target_met" in r]
+
+
+def ss2d_sections(steps: dict) -> list[str]:
+    """The fused SS2DScan tables (bench/gpu/ss2d.py): correctness groups, speed per shape, model kernel time."""
+    parts = []
+    corr = steps.get("ss2d_correctness", {})
+    if corr.get("by_group"):
+        worst, vs = corr.get("worst", {}), corr.get("worst_vs_unfused", {})
+        parts.append("fused SS2DScan correctness (vs float64; fused vs unfused on the model shapes)\n" + markdown_table(
+            ["group", "pass", "FAIL", "skipped"], [[g, c["pass"], c["FAIL"], c["skipped"]] for g, c in corr["by_group"].items()])
+            + f"\nworst vs float64: rel_l2 {_fmt(worst.get('rel_l2'), '.2e')}, max/max {_fmt(worst.get('max_abs_over_max_ref'), '.2e')}"
+            f"; worst fused vs unfused: rel_l2 {_fmt(vs.get('rel_l2'), '.2e')}, max/max {_fmt(vs.get('max_abs_over_max_ref'), '.2e')}")
+    speed = steps.get("ss2d_speed", {})
+    rows = [["x".join(map(str, r["shape"])), r["layout"], r["dtype"], f"{r['median_ms'] * 1e3:.1f}", f"{r['floor_ms'] * 1e3:.1f}",
+             f"{r['GBps']:.0f}", f"{r['fraction_of_copy']:.0%}"] for r in speed.get("scan", []) if "median_ms" in r]
+    if rows:
+        parts.append(f"fused SS2DScan speed (compulsory bytes only; copy bandwidth {speed.get('copy_GBps', 0):.0f} GB/s)\n"
+                     + markdown_table(["B x D x H x W", "layout", "dtype", "median µs", "floor µs", "GB/s", "of copy"], rows))
+    model = steps.get("ss2d_model", {})
+    if model.get("runs"):
+        rows = [[r["resolution"], r["precision"], _fmt(r.get("fused", {}).get("kernel_ms"), ".2f"),
+                 _fmt(r.get("selective", {}).get("kernel_ms"), ".2f"), _fmt(r.get("fused", {}).get("scan_kernel_ms"), ".2f"),
+                 _fmt(r.get("selective", {}).get("scan_kernel_ms"), ".2f"), _fmt(r.get("fused_over_unfused"), ".2f"),
+                 _fmt(r.get("logits_rel_l2_fused_vs_selective"), ".1e"), _verdict(r.get("target_met")) or r.get("status", "")]
+                for r in model["runs"]]
+        parts.append(f"{model.get('model', '')} model, summed kernel time fused vs unfused (ms; target: fused <= 0.80x @1024 fp16)\n"
+                     + markdown_table(["S", "prec", "fused", "unfused", "fused scans", "unfused scans", "fused/unfused",
+                                       "logits rel_l2", "target"], rows))
+    return parts
+
+
 def summary_text(results: dict) -> str:
     steps = results["steps"]
     parts = [markdown_table(["step", "status", "s", "note"], [
@@ -99,10 +134,15 @@ def summary_text(results: dict) -> str:
                          _fmt(r.get("replay_over_kernels"), ".2f"), _verdict(r.get("target_met")) or r.get("status", "")])
         parts.append("forward modes (ms; target: graph replay <= 1.15x kernel time)\n" + markdown_table(
             ["S", "prec", "eager", "kernels", "launches", "graph replay", "compile", "compile s", "replay/kernels", "target"], rows))
+    parts.extend(ss2d_sections(steps))
     tg = targets(results)
     if tg:
         parts.append(f"issue #9 targets: {sum(v for _, v in tg)} of {len(tg)} met; MISSED: "
                      + ("; ".join(k for k, v in tg if not v) or "none"))
+    tg10 = ss2d_targets(results)
+    if tg10:
+        parts.append(f"issue #10 targets: {sum(v for _, v in tg10)} of {len(tg10)} met; MISSED: "
+                     + ("; ".join(k for k, v in tg10 if not v) or "none"))
     verdict = "FAIL" if results.get("failures") else "PASS"
     parts.append(f"gpu_check: {verdict} ({len(results.get('failures', []))} failures) in {results.get('elapsed_s', 0):.0f} s; "
                  f"device: {(steps.get('probe', {}).get('gpu') or {}).get('name', 'none')}")
