@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "ort_api_floor.h"
 #include "scan_cpu.h"
 #include "scan_validate.h"
 #include "ss2d_types.h"
@@ -155,6 +156,9 @@ struct SS2DCpuKernel {
 
 template <ONNXTensorElementDataType kActType>
 struct SS2DCpuOp : Ort::CustomOpBase<SS2DCpuOp<kActType>, SS2DCpuKernel, /*WithStatus=*/true> {
+  // The op declares the API version the library asks for, not the headers' (ort_api_floor.h).
+  SS2DCpuOp() { this->version = kOrtApiFloor; }
+
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* raw_info, void** op_kernel) const noexcept {
     try {
       Ort::ConstKernelInfo info(raw_info);
