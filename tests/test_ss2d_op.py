@@ -183,10 +183,10 @@ def test_build_model_rejects_unknown_scan_op():
 
 
 @pytest.mark.slow
-def test_base_conv_fused_equals_selective_at_256():
+def test_base_conv_fused_equals_selective_at_128():
     """Base conv (the published size) at a small resolution: both paths on the same weights."""
     fused = remamber.build_model("conv", "base", seed=0)
-    image = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(5))
+    image = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(5))
     ids, mask = _tokens(1)
     with torch.no_grad():
         a = fused(image, ids, mask)
