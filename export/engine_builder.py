@@ -1,4 +1,4 @@
-"""Build a TensorRT or TensorRT-RTX engine from a ReMamber ONNX graph with the SelectiveScan plugin.
+"""Build a TensorRT or TensorRT-RTX engine from a ReMamber ONNX graph with the scan plugins (SS2DScan, SelectiveScan).
 
 One small adapter, ``TrtFlavour``, hides the two Python modules: full TensorRT (``import tensorrt``,
 users' x86 boxes and Jetson) is preferred when importable, TensorRT-RTX (``import tensorrt_rtx``,
@@ -35,12 +35,18 @@ from pathlib import Path
 
 from remamber.errors import InputError, NativeLibraryError, RemamberError
 
-from . import scan_onnx
+from . import scan_onnx, ss2d_onnx
 from remamber.atomic import write_bytes_atomic, write_text_atomic
 
 PLUGIN_NAME = scan_onnx.OP_TYPE
 PLUGIN_NAMESPACE = scan_onnx.DOMAIN
 PLUGIN_VERSION = "1"
+# Every op of the remamber domain is a plugin of the one library (getCreators returns all of them).
+PLUGIN_OPS = (ss2d_onnx.OP_TYPE, scan_onnx.OP_TYPE)
+
+
+def _is_plugin_message(line: str) -> bool:
+    return any(f"{PLUGIN_NAMESPACE}::{op} node" in line for op in PLUGIN_OPS)
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 FIX_TRT_RTX = "bash scripts/fix_trt_rtx.sh"
 
@@ -50,7 +56,7 @@ class EngineBuildError(RemamberError):
 
 
 class PluginVersionError(NativeLibraryError):
-    """The plugin library (or an engine's sidecar) does not match SelectiveScan version 1."""
+    """The plugin library (or an engine's sidecar) does not match the scan plugins' version 1."""
 
 
 # ---- the adapter ---------------------------------------------------------------------------------
@@ -103,27 +109,29 @@ class TrtFlavour:
             f"first plugin node. Create it with `{FIX_TRT_RTX}` (also run by `bash scripts/build_native.sh`)"
         )
 
-    def load_plugin(self):
-        """Register the SelectiveScan plugin library; return (library path, creator)."""
+    def load_plugin(self, op_types=(PLUGIN_NAME,)):
+        """Register the plugin library and check it has a version-1 creator for every op in ``op_types``
+        (the scan ops a graph uses), so a library built before an op existed is refused here and not as
+        "Plugin not found" in the middle of parsing. Returns (library path, the first op's creator)."""
         from remamber import native
 
         path = native.library_path("trt")
         registry = native.load_trt_plugin(self.trt)
-        creator = self.find_creator(registry)
-        return path, creator
+        creators = [self.find_creator(registry, op) for op in op_types]
+        return path, creators[0]
 
-    def find_creator(self, registry):
+    def find_creator(self, registry, op_type: str = PLUGIN_NAME):
         creators = list(getattr(registry, "all_creators", []) or [])
-        ours = [c for c in creators if c.name == PLUGIN_NAME and getattr(c, "plugin_namespace", "") == PLUGIN_NAMESPACE]
+        ours = [c for c in creators if c.name == op_type and getattr(c, "plugin_namespace", "") == PLUGIN_NAMESPACE]
         if not ours:
             raise NativeLibraryError(
-                f"the plugin library registered no {PLUGIN_NAMESPACE}::{PLUGIN_NAME} creator in {self.display_name} "
+                f"the plugin library registered no {PLUGIN_NAMESPACE}::{op_type} creator in {self.display_name} "
                 f"(registered: {sorted({c.name for c in creators})[:20]}); rebuild it with `bash scripts/build_native.sh`"
             )
         versions = sorted({str(c.plugin_version) for c in ours})
         if PLUGIN_VERSION not in versions:
             raise PluginVersionError(
-                f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME} plugin version(s) {versions} found, but this project's graphs need "
+                f"{PLUGIN_NAMESPACE}::{op_type} plugin version(s) {versions} found, but this project's graphs need "
                 f"version {PLUGIN_VERSION!r}; rebuild the plugin from this checkout with `bash scripts/build_native.sh`"
             )
         return next(c for c in ours if str(c.plugin_version) == PLUGIN_VERSION)
@@ -185,7 +193,7 @@ class StderrCapture:
         return False
 
     def plugin_messages(self) -> list[str]:
-        return [line.strip() for line in self.text.splitlines() if f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME} node" in line]
+        return [line.strip() for line in self.text.splitlines() if _is_plugin_message(line)]
 
 
 def _make_logger(trt, verbose: bool):
@@ -274,6 +282,7 @@ class GraphInfo:
     metadata: dict[str, str]
     scan_nodes: int = 0
     external_data: list[str] = field(default_factory=list)  # file names beside the ONNX file
+    scan_ops: tuple[str, ...] = ()  # op types of the remamber nodes, in PLUGIN_OPS order
 
 
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
@@ -309,7 +318,9 @@ def read_graph_info(onnx_path: str | Path, allow_no_scan: bool = False) -> Graph
     scans = sum(1 for n in model.graph.node if n.domain == PLUGIN_NAMESPACE)
     external = sorted({e.value for i in model.graph.initializer if i.data_location == onnx.TensorProto.EXTERNAL
                        for e in i.external_data if e.key == "location"})
-    return GraphInfo(path, file_sha256(path), precision, int(image[2]), image[0], inputs, meta, scans, external)
+    used = {n.op_type for n in model.graph.node if n.domain == PLUGIN_NAMESPACE}
+    scan_ops = tuple(op for op in PLUGIN_OPS if op in used)
+    return GraphInfo(path, file_sha256(path), precision, int(image[2]), image[0], inputs, meta, scans, external, scan_ops)
 
 
 def trtexec_command(onnx_path, engine_path, plugin_path, info: GraphInfo, batch: BatchRange, weak_fp16: bool,
@@ -366,7 +377,7 @@ def _parse(flavour: TrtFlavour, network, logger, onnx_path: Path):
                 if v:
                     where.append(str(v))
         errors.append(f"{err.desc()}" + (f" (node {' / '.join(where)})" if where else ""))
-    plugin = [m for m in cap.plugin_messages() + logger.errors if f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME} node" in m]
+    plugin = [m for m in cap.plugin_messages() + logger.errors if _is_plugin_message(m)]
     others = errors + [m for m in logger.errors if m not in plugin]
     raise EngineBuildError(
         f"{flavour.display_name} could not parse {onnx_path}:\n  - "
@@ -440,7 +451,7 @@ def build_engine(
     if strongly_typed and not fl.has_strongly_typed:
         raise InputError(f"{fl.display_name} has no STRONGLY_TYPED network flag; build the fp32 graph with --precision fp16")
     fl.preflight()
-    plugin_path, creator = fl.load_plugin()
+    plugin_path, creator = fl.load_plugin(info.scan_ops or (PLUGIN_NAME,))
 
     t0 = time.perf_counter()
     logger = _make_logger(trt, verbose)
@@ -523,7 +534,8 @@ def build_engine(
         "engine_bytes": len(data),
         "tensorrt_flavour": fl.name,
         "tensorrt_version": fl.version,
-        "plugin": {"name": f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}", "version": str(creator.plugin_version),
+        "plugin": {"name": ", ".join(f"{PLUGIN_NAMESPACE}::{op}" for op in info.scan_ops),
+                   "version": str(creator.plugin_version),
                    "library": str(plugin_path), "library_sha256": file_sha256(Path(plugin_path))}
                   if info.scan_nodes else None,
         "scan_nodes": info.scan_nodes,
@@ -576,5 +588,6 @@ def check_engine_sidecar(engine_path: str | Path, flavour: TrtFlavour | str | No
             f"{fl.display_name} is loaded; engines are not portable across versions: rebuild it"
         )
     if plugin is not None:
-        fl.load_plugin()
+        named = [n.strip().split("::")[-1] for n in str(plugin.get("name") or "").split(",") if n.strip()]
+        fl.load_plugin(tuple(op for op in PLUGIN_OPS if op in named) or (PLUGIN_NAME,))
     return meta

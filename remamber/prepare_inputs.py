@@ -89,6 +89,11 @@ def load_inputs(folder: Path) -> dict[str, np.ndarray]:
             or out["image"].shape[0] != out["input_ids"].shape[0]:
         raise InputError(f"--inputs {folder}: shapes do not fit together: "
                          + ", ".join(f"{k} {tuple(v.shape)}" for k, v in out.items()))
+    # The same value checks every runtime's feeds get (token ids in the vocabulary, 0/1 mask, finite
+    # pixels), so a hand-edited folder is refused here as it would be by predict or bench.
+    from .validate.tokens import check_feeds
+
+    check_feeds(out, source=f"--inputs {folder}")
     return out
 
 

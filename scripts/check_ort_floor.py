@@ -10,9 +10,10 @@ numpy<2; nothing of the project's own environment is used there):
     python scripts/check_ort_floor.py --ort-version 1.16.3 --expect refused
 
 "runs": two remamber::SelectiveScan graphs (fp32 with D and delta_bias, large enough that the CPU
-kernel splits its rows over ORT's thread pool; fp16 activations with N = 3 and only D) are run and
-compared with a float64 NumPy implementation of the op contract (DESIGN.md) written here, not
-with the library. "refused": registering the library must fail with the library's own message
+kernel splits its rows over ORT's thread pool; fp16 activations with N = 3 and only D) and two
+remamber::SS2DScan graphs (cross layout with H != W, fp32; bidi layout, fp16, no delta_bias) are run
+and compared with float64 NumPy implementations of the op contracts (DESIGN.md,
+plugins/ss2dScanPlugin/README.md) written here, not with the library. "refused": registering the library must fail with the library's own message
 naming the minimum version (no crash, no silent load).
 
 The project environment (this script's parent process) writes the graphs with the onnx package;
@@ -42,11 +43,16 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_LIB = REPO / "remamber" / "lib" / "libremamber_ort_ops.so"
 DEFAULT_VENV_ROOT = pathlib.Path(tempfile.gettempdir()) / "remamber-ort-compat"
 
-# Graph cases: name -> (activation dtype, batch, channels, groups, nstate, length, has_D, has_delta_bias)
+# SelectiveScan cases: name -> (activation dtype, batch, channels, groups, nstate, length, has_D, has_delta_bias)
 CASES = {
     # 2 x 1024 rows of L = 64: the CPU kernel makes two tasks and calls KernelContext_ParallelFor.
     "fp32_D_bias_parallel": ("float32", 2, 1024, 4, 2, 64, True, True),
     "fp16_N3_D_only": ("float16", 1, 12, 3, 3, 40, True, False),
+}
+# SS2DScan cases: name -> (activation dtype, batch, dim, height, width, nstate, layout, has_D, has_delta_bias)
+SS2D_CASES = {
+    "ss2d_cross_fp32": ("float32", 2, 16, 5, 7, 1, 0, True, True),
+    "ss2d_bidi_fp16_no_bias": ("float16", 1, 8, 1, 33, 2, 1, True, False),
 }
 
 
@@ -54,11 +60,8 @@ CASES = {
 
 def _write_case(workdir: pathlib.Path, name: str, spec, seed: int) -> None:
     import numpy as np
-    import onnx
-    from onnx import TensorProto, helper
 
     dtype, batch, channels, groups, nstate, length, has_d, has_bias = spec
-    elem = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}[dtype]
     rng = np.random.default_rng(seed)
     act = np.dtype(dtype)
     feeds = {
@@ -68,18 +71,44 @@ def _write_case(workdir: pathlib.Path, name: str, spec, seed: int) -> None:
         "B": rng.standard_normal((batch, groups, nstate, length)).astype(act),
         "C": rng.standard_normal((batch, groups, nstate, length)).astype(act),
     }
+    _finish_case(workdir, name, "SelectiveScan", feeds, act, has_d, has_bias, channels, rng, (batch, channels, length), {})
+
+
+def _write_ss2d_case(workdir: pathlib.Path, name: str, spec, seed: int) -> None:
+    import numpy as np
+
+    dtype, batch, dim, height, width, nstate, layout, has_d, has_bias = spec
+    rng = np.random.default_rng(seed)
+    act = np.dtype(dtype)
+    feeds = {
+        "u": rng.standard_normal((batch, dim, height, width)).astype(act),
+        "delta": (0.5 * rng.standard_normal((batch, 4 * dim, height, width))).astype(act),
+        "A": -np.exp(rng.standard_normal((4 * dim, nstate))).astype(np.float32),
+        "B": rng.standard_normal((batch, 4, nstate, height, width)).astype(act),
+        "C": rng.standard_normal((batch, 4, nstate, height, width)).astype(act),
+    }
+    _finish_case(workdir, name, "SS2DScan", feeds, act, has_d, has_bias, 4 * dim, rng, (batch, dim, height, width),
+                 {"layout": layout})
+
+
+def _finish_case(workdir, name, op_type, feeds, act, has_d, has_bias, param_rows, rng, y_shape, attrs) -> None:
+    """Add the optional inputs, write the one-node graph (IR 8, what onnxruntime 1.17 reads) and its feeds."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    elem = {np.dtype("float32"): TensorProto.FLOAT, np.dtype("float16"): TensorProto.FLOAT16}[act]
     if has_d:
-        feeds["D"] = rng.standard_normal(channels).astype(np.float32)
+        feeds["D"] = rng.standard_normal(param_rows).astype(np.float32)
     if has_bias:
-        feeds["delta_bias"] = (0.1 * rng.standard_normal(channels)).astype(np.float32)
+        feeds["delta_bias"] = (0.1 * rng.standard_normal(param_rows)).astype(np.float32)
     inputs = [helper.make_tensor_value_info(k, elem if v.dtype == act and k not in ("A", "D", "delta_bias")
                                             else TensorProto.FLOAT, list(v.shape)) for k, v in feeds.items()]
     node = helper.make_node(
-        "SelectiveScan", list(feeds), ["y"], domain="remamber", name=name, delta_softplus=1,
-        has_D=int(has_d), has_delta_bias=int(has_bias), plugin_namespace="remamber", plugin_version="1",
+        op_type, list(feeds), ["y"], domain="remamber", name=name, delta_softplus=1,
+        has_D=int(has_d), has_delta_bias=int(has_bias), plugin_namespace="remamber", plugin_version="1", **attrs,
     )
-    graph = helper.make_graph([node], name, inputs,
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, channels, length])])
+    graph = helper.make_graph([node], name, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(y_shape))])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("remamber", 1)])
     model.ir_version = 8  # what onnxruntime 1.17 reads (it refuses IR > 9)
     onnx.save(model, str(workdir / f"{name}.onnx"))
@@ -138,6 +167,8 @@ def run_check(version: str, expect: str, lib: pathlib.Path, root: pathlib.Path) 
         workdir = pathlib.Path(d)
         for i, (name, spec) in enumerate(CASES.items()):
             _write_case(workdir, name, spec, seed=100 + i)
+        for i, (name, spec) in enumerate(SS2D_CASES.items()):
+            _write_ss2d_case(workdir, name, spec, seed=200 + i)
         proc = subprocess.run([str(python), __file__, "--child", str(workdir), "--lib", str(lib)],
                               capture_output=True, text=True, timeout=300)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("CHILD ")]
@@ -148,7 +179,7 @@ def run_check(version: str, expect: str, lib: pathlib.Path, root: pathlib.Path) 
     result.update(child)
     if expect == "runs":
         ok = child["registered"] and child["loaded_version"] == version and all(
-            c["ok"] for c in child["cases"].values()) and len(child["cases"]) == len(CASES)
+            c["ok"] for c in child["cases"].values()) and len(child["cases"]) == len(CASES) + len(SS2D_CASES)
     else:
         ok = (not child["registered"]) and REFUSAL_TEXT in (child.get("register_error") or "")
     return (0 if ok else 1), result
@@ -178,6 +209,34 @@ def reference_scan(u, delta, A, B, C, D=None, delta_bias=None):
     return y
 
 
+def reference_ss2d(u, delta, A, B, C, D=None, delta_bias=None, layout=0):
+    """remamber::SS2DScan in float64 from the contract's direction table: direction k visits the
+    row-major positions pos_k(t) (cross: row-major, column-major t = w*H + h, and both reversed;
+    bidi: forward, forward, reversed, reversed), runs the SelectiveScan recurrence with direction k's
+    parameters (rows k*D .. k*D+D-1) and B[:, k], C[:, k], and the four outputs are summed in place."""
+    import numpy as np
+
+    batch, dim, height, width = u.shape
+    length = height * width
+    t = np.arange(length)
+    column_major = (t % height) * width + t // height
+    forward = [t, column_major] if layout == 0 else [t, t]
+    positions = forward + [p[::-1] for p in forward]
+    u_seq = np.asarray(u, np.float64).reshape(batch, dim, length)
+    delta_seq = np.asarray(delta, np.float64).reshape(batch, 4, dim, length)
+    nstate = A.shape[1]
+    B_seq = np.asarray(B, np.float64).reshape(batch, 4, nstate, length)
+    C_seq = np.asarray(C, np.float64).reshape(batch, 4, nstate, length)
+    y = np.zeros((batch, dim, length))
+    for k, pos in enumerate(positions):
+        rows = slice(k * dim, (k + 1) * dim)
+        y[:, :, pos] += reference_scan(
+            u_seq[:, :, pos], delta_seq[:, k][:, :, pos], A[rows],
+            B_seq[:, k : k + 1][..., pos], C_seq[:, k : k + 1][..., pos],
+            None if D is None else D[rows], None if delta_bias is None else delta_bias[rows])
+    return y.reshape(batch, dim, height, width)
+
+
 def child_main(workdir: pathlib.Path, lib: str) -> dict:
     import numpy as np
     import onnxruntime as ort
@@ -191,11 +250,11 @@ def child_main(workdir: pathlib.Path, lib: str) -> dict:
     except Exception as exc:  # onnxruntime raises its own exception types
         out["register_error"] = str(exc)
         return out
-    for name in CASES:
+    for name in [*CASES, *SS2D_CASES]:
         feeds = dict(np.load(workdir / f"{name}.npz"))
         sess = ort.InferenceSession(str(workdir / f"{name}.onnx"), so, providers=["CPUExecutionProvider"])
         (y,) = sess.run(["y"], feeds)
-        ref = reference_scan(**feeds)
+        ref = reference_scan(**feeds) if name in CASES else reference_ss2d(**feeds, layout=SS2D_CASES[name][6])
         err = float(np.max(np.abs(y.astype(np.float64) - ref)))
         scale = float(np.max(np.abs(ref)))
         tol = 2e-5 * max(1.0, scale)  # measured errors are ~5e-6 at scale 22 (fp32 state)

@@ -85,7 +85,7 @@ def test_reference_matches_hand_computed_values():
 def test_op_runs_in_oldest_supported_onnxruntime():
     result = _check()  # default: the floor release, the op must run
     assert result["loaded_version"] == _script().ORT_FLOOR
-    assert set(result["cases"]) == set(_script().CASES)
+    assert set(result["cases"]) == set(_script().CASES) | set(_script().SS2D_CASES)
     for name, case in result["cases"].items():
         assert case["ok"] and case["dtype"] == "float32", (name, case)
 
@@ -95,3 +95,27 @@ def test_older_onnxruntime_refuses_the_library_with_its_message():
     result = _check("--ort-version", mod.ORT_BELOW_FLOOR, "--expect", "refused")
     assert not result["registered"]
     assert f"the runtime is {mod.ORT_BELOW_FLOOR}" in result["register_error"]
+
+
+@pytest.mark.parametrize("layout,height,width", [(0, 3, 4), (1, 1, 9)])
+def test_ss2d_reference_matches_the_project_reference(layout, height, width):
+    """The script's NumPy SS2DScan reference (written from the contract's direction table) agrees with
+    the project's own float64 reference (remamber.ops.ss2d_scan_reference), written separately."""
+    import numpy as np
+    import torch
+
+    from remamber.ops import ss2d_scan_reference
+
+    rng = np.random.default_rng(7)
+    batch, dim, nstate = 2, 3, 2
+    u = rng.standard_normal((batch, dim, height, width))
+    delta = 0.5 * rng.standard_normal((batch, 4 * dim, height, width))
+    A = -np.exp(rng.standard_normal((4 * dim, nstate)))
+    B = rng.standard_normal((batch, 4, nstate, height, width))
+    C = rng.standard_normal((batch, 4, nstate, height, width))
+    D = rng.standard_normal(4 * dim)
+    bias = 0.1 * rng.standard_normal(4 * dim)
+    ours = _script().reference_ss2d(u, delta, A, B, C, D, bias, layout=layout)
+    t = [torch.from_numpy(x) for x in (u, delta, A, B, C, D, bias)]
+    theirs = ss2d_scan_reference(*t, delta_softplus=True, layout=layout).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-10)

@@ -135,9 +135,14 @@ def test_plugin_creator_version_mismatch(rtx):
     with pytest.raises(PluginVersionError, match=r"version\(s\) \['2'\] found"):
         rtx.find_creator(Registry("2"))
     assert rtx.find_creator(Registry("2", "1")).plugin_version == "1"
-    # and the real registry, with our library loaded, has version 1
+    # a library with only the SelectiveScan creator cannot serve a fused graph: refused before parsing
+    with pytest.raises(NativeLibraryError, match="no remamber::SS2DScan creator"):
+        rtx.find_creator(Registry("1"), "SS2DScan")
+    # and the real registry, with our library loaded, has version 1 of both scan plugins
     _, creator = rtx.load_plugin()
     assert creator.plugin_version == "1"
+    _, creator = rtx.load_plugin(("SS2DScan", "SelectiveScan"))
+    assert creator.name == "SS2DScan" and creator.plugin_version == "1"
 
 
 def test_sidecar_version_mismatch(rtx, tmp_path):

@@ -130,6 +130,27 @@ def test_prepare_inputs_writes_the_network_inputs(tmp_path):
     assert main(["prepare-inputs", "--size", "60", "--out", str(tmp_path / "x")]) == 2
 
 
+@pytest.mark.parametrize("edit,message", [
+    (lambda a: a["input_ids"].__setitem__((0, 1), -1), "input_ids"),
+    (lambda a: a["attention_mask"].__setitem__((0, 0), 2), "attention_mask"),
+    (lambda a: a["image"].__setitem__((0, 0, 0, 0), np.nan), "image"),
+])
+def test_prepare_inputs_folder_values_are_checked_like_any_runtime_feed(tmp_path, edit, message):
+    """A hand-edited inputs folder (token id -1, mask value 2, a NaN pixel) is refused when read back,
+    as predict and bench refuse the same values, instead of reaching PyTorch or a runtime."""
+    from remamber.cli import main
+    from remamber.errors import InputError
+    from remamber.prepare_inputs import load_inputs
+
+    out = tmp_path / "inputs"
+    assert main(["prepare-inputs", "--sample", "cat", "--size", "64", "--out", str(out)]) == 0
+    arrays = load_inputs(out)  # the untouched folder is accepted
+    edit(arrays)
+    np.save(out / f"{message}.npy", arrays[message])  # message names the edited input
+    with pytest.raises(InputError, match=message):
+        load_inputs(out)
+
+
 class _TinyNet:
     """A fast stand-in model: logits from the image and the token mask (the comparison is under test)."""
 
