@@ -171,7 +171,7 @@ def test_parity_failure_gives_exit_code_4_and_wins_over_latency(tmp_path):
     [
         (None, "does not exist"),
         (b"{not json", "not valid JSON"),
-        (b"\xff\xfe\x00garbage", "not valid JSON"),
+        (b"\xff\xfe\x00garbage", "not UTF-8 text"),
         (json.dumps({"schema_version": 1, "rows": []}).encode(), "not a remamber bench baseline"),
         (json.dumps({"schema_version": 1, "kind": "remamber-bench-baseline", "created_utc": "x", "device": "d",
                      "git_commit": "c", "rows": [{"runtime": "torch", "resolution": 64, "precision": "fp32",

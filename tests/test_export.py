@@ -67,14 +67,15 @@ def exported(variant: str, resolution: int, precision: str = "fp32"):
 
 
 class ScanCounter(TorchDispatchMode):
-    """Counts remamber::selective_scan calls the PyTorch model makes (independent of the export)."""
+    """Counts the scan-op calls the PyTorch model makes (independent of the export): remamber::selective_scan
+    in the unfused model, remamber::ss2d_scan (one per SS2D) in the fused one."""
 
     def __init__(self):
         super().__init__()
         self.calls = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.remamber.selective_scan.default:
+        if func in (torch.ops.remamber.selective_scan.default, torch.ops.remamber.ss2d_scan.default):
             self.calls += 1
         return func(*args, **(kwargs or {}))
 
@@ -261,7 +262,7 @@ def test_checker_rejects_malformed_scan_node(tmp_path):
         graph_checks.check_onnx(graph([1, 8, 16], a_type=TensorProto.FLOAT16))
     with pytest.raises(graph_checks.GraphCheckError, match="do not match 6 inputs"):
         graph_checks.check_onnx(graph([1, 8, 16], n_inputs=6, has_d=1))
-    with pytest.raises(graph_checks.GraphCheckError, match="nodes but the PyTorch model makes 2 scan calls"):
+    with pytest.raises(graph_checks.GraphCheckError, match=r"1 scan nodes \(remamber::SelectiveScan or SS2DScan\) but the PyTorch model makes 2 scan calls"):
         graph_checks.check_onnx(graph([1, 8, 16]), expected_scans=2)
 
 
@@ -363,7 +364,8 @@ def test_export_cli_writes_and_summarises(tmp_path, capsys):
                  "--resolution", "64", "--static-batch", "1", "--output", str(out), "--quiet"])
     assert code == 0
     text = capsys.readouterr().out
-    assert "remamber::SelectiveScan" in text and "(1, 1, 64, 64)" in text and "parameters" in text
+    # the CLI's default is the fused op: one SS2DScan node per SS2D call (test_ss2d_export covers --scan-op)
+    assert "remamber::SS2DScan" in text and "(1, 1, 64, 64)" in text and "parameters" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.onnx", "tiny_conv.pth"]
     meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
     assert meta["remamber.variant"] == "conv" and meta["remamber.weights"] == str(ckpt.resolve())
