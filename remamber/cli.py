@@ -18,7 +18,7 @@ from .errors import RemamberError
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("remamber.predict", "segment the object a sentence refers to in an image"),
-    "export": ("remamber.export.cli_export", "export ReMamber to ONNX with remamber::SelectiveScan nodes"),
+    "export": ("remamber.export.cli_export", "export ReMamber to ONNX: one remamber::SS2DScan node per SS2D call (--scan-op selective: SelectiveScan)"),
     "build-engine": ("remamber.export.cli_engine", "build a TensorRT / TensorRT-RTX engine from an ONNX file"),
     "compare": ("remamber.export.cli_compare", "compare ONNX Runtime (custom ops) with PyTorch on the same inputs"),
     "bench": ("remamber.bench.cli", "parity and latency at 480 and 1024, reports and regression gate"),
