@@ -13,6 +13,10 @@ chunks at once (T vectorised steps), then the chunk-end states are carried acros
 and added back scaled by the running decay. Every factor is a product of exp(dt*A) <= 1, so nothing
 overflows, and the arithmetic is the same first-order recurrence a GPU kernel evaluates.
 Channels are processed in slices so the (slice, N, L) state stays under a fixed memory budget.
+
+Both references are differentiable (training, issue 16): the recurrence has its exact adjoint
+(``_LinearRecurrence``), everything else is ordinary autograd. The ops' backward recomputes through
+them (remamber/ops/selective_scan.py); tests/test_ops_grad.py checks that against finite differences.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ def softplus_thresholded(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= SOFTPLUS_THRESHOLD, torch.log1p(torch.exp(torch.clamp(x, max=SOFTPLUS_THRESHOLD))), x)
 
 
-def _chunked_linear_recurrence(decay: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+def _chunked_linear_recurrence_forward(decay: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
     """h_t = decay_t * h_{t-1} + drive_t along the last axis, h_{-1} = 0.
 
-    decay, drive: (..., L). Returns h with the same shape.
+    decay, drive: (..., L). Returns h with the same shape. Not differentiable by itself (it writes
+    into preallocated buffers); ``_chunked_linear_recurrence`` wraps it with its exact backward.
     """
     length = decay.shape[-1]
     if length == 0:
@@ -74,7 +79,39 @@ def _chunked_linear_recurrence(decay: torch.Tensor, drive: torch.Tensor) -> torc
     return h_all.reshape(*lead, chunks * steps)[..., :length]
 
 
-@torch.no_grad()
+class _LinearRecurrence(torch.autograd.Function):
+    """Autograd for the recurrence, by its adjoint rather than by recording the chunked loops.
+
+    With g_t = dLoss/dh_t in total, g_t = gy_t + decay_{t+1} * g_{t+1}: the same first-order
+    recurrence run backwards in time, so the same chunked (overflow-free) evaluator computes it.
+    Then dLoss/ddrive_t = g_t and dLoss/ddecay_t = g_t * h_{t-1} (h_{-1} = 0).
+    """
+
+    @staticmethod
+    def forward(ctx, decay, drive):
+        h = _chunked_linear_recurrence_forward(decay, drive)
+        ctx.save_for_backward(decay, h)
+        return h
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_h):
+        decay, h = ctx.saved_tensors
+        # Reverse time: step t of the flipped sequence uses decay_{t+1}; the first flipped step's
+        # decay multiplies the zero initial state, so its value (here 1) does not matter.
+        shifted = torch.nn.functional.pad(decay[..., 1:], (0, 1), value=1.0)
+        g = _chunked_linear_recurrence_forward(shifted.flip(-1), grad_h.flip(-1)).flip(-1)
+        h_prev = torch.nn.functional.pad(h[..., :-1], (1, 0), value=0.0)
+        return g * h_prev, g
+
+
+def _chunked_linear_recurrence(decay: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+    """h_t = decay_t * h_{t-1} + drive_t along the last axis, h_{-1} = 0; differentiable."""
+    if torch.is_grad_enabled() and (decay.requires_grad or drive.requires_grad):
+        return _LinearRecurrence.apply(decay, drive)
+    return _chunked_linear_recurrence_forward(decay, drive)
+
+
 def selective_scan_reference(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -94,7 +131,7 @@ def selective_scan_reference(
     batch, channels, length = u.shape
     groups, nstate = B.shape[1], A.shape[1]
     per_group = channels // groups
-    out = torch.empty(batch, channels, length, dtype=compute, device=u.device)
+    pieces = []  # per channel slice; concatenated (not written into a buffer) so autograd can follow
 
     # Channel slice: whole groups are not needed, any channel range works; bounded by the budget.
     slice_c = max(1, min(channels, _STATE_ELEMENT_BUDGET // max(1, batch * nstate * max(length, 1))))
@@ -116,8 +153,10 @@ def selective_scan_reference(
         y = (h * Cc).sum(dim=2)
         if D is not None:
             y = y + D[c0:c1].to(compute)[None, :, None] * uc
-        out[:, c0:c1] = y
-    return out
+        pieces.append(y)
+    if not pieces:  # no channels
+        return torch.empty(batch, channels, length, dtype=compute, device=u.device)
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
 
 # ---- remamber::SS2DScan v1 (plugins/ss2dScanPlugin/README.md) ------------------------------------
@@ -144,7 +183,6 @@ def ss2d_positions(layout: int, height: int, width: int, device=None) -> torch.T
     return torch.stack([steps, second, steps.flip(0), second.flip(0)])
 
 
-@torch.no_grad()
 def ss2d_scan_reference(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True, layout=0):
     """The contract's SS2DScan, exact and simple: gather each direction's sequence by index from the
     spatial tensors, run ``selective_scan_reference`` on the four directions at once (groups = 4),
@@ -169,9 +207,10 @@ def ss2d_scan_reference(u, delta, A, B, C, D=None, delta_bias=None, delta_softpl
         us.reshape(batch, k * dim, length), deltas.reshape(batch, k * dim, length), A, bs, cs,
         D, delta_bias, delta_softplus,
     ).reshape(batch, k, dim, length)
+    # pos[i] is a permutation: writing ys[:, i, :, t] to position pos[i, t] is reading ys at the
+    # inverse permutation, a gather that autograd follows cheaply.
+    inverse = torch.argsort(pos, dim=1)
     y = torch.zeros(batch, dim, length, dtype=ys.dtype, device=u.device)
     for i in range(k):
-        spatial = torch.empty_like(y)
-        spatial[:, :, pos[i]] = ys[:, i]
-        y = y + spatial
+        y = y + ys[:, i].index_select(-1, inverse[i])
     return y.reshape(batch, dim, height, width)

@@ -81,6 +81,10 @@ def _selective_scan_op(
     delta_bias: torch.Tensor | None,
     delta_softplus: bool,
 ) -> torch.Tensor:
+    if u.dtype == torch.float64:
+        # float64 never passes the public validation; it exists so the gradient can be checked against
+        # finite differences (tests/test_ops_grad.py), and only the exact reference computes it.
+        return selective_scan_reference(u, delta, A, B, C, D, delta_bias, delta_softplus).contiguous()
     backend = backends.resolve_backend(u.device.type)
     out = backend.fn(u, delta, A, B, C, D, delta_bias, delta_softplus)
     return out.to(torch.float32).contiguous()
@@ -88,7 +92,44 @@ def _selective_scan_op(
 
 @_selective_scan_op.register_fake
 def _(u, delta, A, B, C, D, delta_bias, delta_softplus):
-    return u.new_empty(u.shape, dtype=torch.float32)
+    return u.new_empty(u.shape, dtype=torch.float64 if u.dtype == torch.float64 else torch.float32)
+
+
+# ---- autograd: whatever backend ran the forward, the backward recomputes the scan through the
+# differentiable reference (remamber/ops/reference.py) and differentiates that. Recomputing costs
+# one more forward of the scan but stores nothing extra, and one backward serves every backend.
+
+def reference_backward(reference_fn, saved, needs, grad_out, *static):
+    """Gradients of ``reference_fn(*saved, *static)`` w.r.t. the saved tensors that need one.
+
+    saved: the op's tensor inputs (None for absent optional ones), needs: ctx.needs_input_grad for
+    them. Returns one entry per saved tensor (None where no gradient is needed)."""
+    with torch.enable_grad():
+        leaves = [None if t is None else t.detach().requires_grad_(bool(n)) for t, n in zip(saved, needs)]
+        wanted = [i for i, (t, n) in enumerate(zip(leaves, needs)) if t is not None and n]
+        if not wanted:
+            return [None] * len(saved)
+        out = reference_fn(*leaves, *static)
+        grads = torch.autograd.grad(out, [leaves[i] for i in wanted], grad_out.to(out.dtype), allow_unused=True)
+    result = [None] * len(saved)
+    for i, g in zip(wanted, grads):
+        result[i] = g
+    return result
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, delta_bias, delta_softplus = inputs
+    ctx.save_for_backward(u, delta, A, B, C, D, delta_bias)
+    ctx.delta_softplus = delta_softplus
+
+
+def _backward(ctx, grad_out):
+    grads = reference_backward(selective_scan_reference, ctx.saved_tensors, ctx.needs_input_grad[:7], grad_out,
+                               ctx.delta_softplus)
+    return (*grads, None)
+
+
+torch.library.register_autograd("remamber::selective_scan", _backward, setup_context=_setup_context)
 
 
 def selective_scan(
