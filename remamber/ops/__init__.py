@@ -22,3 +22,4 @@ __all__ = [
 ]
 
 from . import cuda_backend  # noqa: E402,F401  (registers the lazy "cuda" backend; loads no library)
+from . import triton_backend  # noqa: E402,F401  (registers the lazy "triton" backend; imports no triton)

@@ -13,7 +13,9 @@ themselves lazily, so importing this module never loads a shared library.
 
 Selection: an explicit name (``use_backend("cuda")``, ``set_backend``, or the environment variable
 ``REMAMBER_SCAN_BACKEND``), else "auto": the highest-priority backend that is available and
-supports the inputs' device.
+supports the inputs' device (``auto_devices`` where a backend narrows it). Priorities: "cuda" 20
+(remamber/ops/cuda_backend.py), "triton" 15 (remamber/ops/triton_backend.py), "mamba-ssm" 10,
+"reference" 0.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class ScanBackend:
     unavailable_reason: Callable[[], str | None] = field(default=lambda: None)
     # Which op's table this entry belongs to (OP_SELECTIVE_SCAN or OP_SS2D_SCAN).
     op: str = OP_SELECTIVE_SCAN
+    # Devices on which "auto" may pick it (None: all of ``devices``). A backend that takes a device
+    # only when named (Triton's interpreter on CPU tensors: exact but very slow) leaves it out here.
+    auto_devices: frozenset[str] | None = None
 
     def available(self) -> bool:
         return self.unavailable_reason() is None
@@ -127,7 +132,8 @@ def resolve_backend(device_type: str, op: str = OP_SELECTIVE_SCAN) -> ScanBacken
             )
         return backend
     candidates = [
-        b for b in _REGISTRY.get(op, {}).values() if device_type in b.devices and b.available()
+        b for b in _REGISTRY.get(op, {}).values()
+        if device_type in (b.devices if b.auto_devices is None else b.auto_devices) and b.available()
     ]
     if not candidates:
         raise RemamberError(f"no {_label(op)} backend available for device {device_type!r}")
