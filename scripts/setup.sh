@@ -34,6 +34,9 @@ python -m pip --python "$VENV/triton-stub-env/bin/python3" install -q -r serve/s
 # open_clip_torch only for the CLIP BPE vocabulary file inside its wheel; its dependencies
 # (torchvision among them) are neither needed nor importable beside the CPU torch.
 python -m pip install -q --no-deps "open_clip_torch==3.3.0"
+# Triton for the triton scan backend; on the CPU its interpreter (TRITON_INTERPRET=1) runs the kernels in the
+# tests. The CPU torch wheel does not depend on it, so it is installed by name (a no-op once present).
+python -m pip install -q -c "$CONSTRAINTS" triton
 # mamba-ssm's pure-PyTorch selective_scan_ref is an independent reference for the tests;
 # its CUDA extension cannot be built here (TOOLCHAIN.md).
 if ! python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('mamba_ssm') is None)"; then
