@@ -46,6 +46,7 @@ INTERPRET_ENV = "TRITON_INTERPRET"
 GPU_BLOCK_L = 256
 GPU_TILE_ELEMENTS = 2048
 GPU_NUM_WARPS = 4
+MIN_PROGRAMS_PER_SM = 4
 # Interpreter: short chunks, so the tests' short sequences already span several chunks.
 INTERPRETER_BLOCK_L = 32
 INTERPRETER_MAX_BLOCK_D = 16
@@ -114,8 +115,12 @@ def _check_device(op: str, u: torch.Tensor) -> None:
 
 
 def block_sizes(nstate: int, length: int, per_program_channels: int, block_l: int | None = None,
-                block_d: int | None = None) -> tuple[int, int, int]:
-    """(N_PAD, BLOCK_D, BLOCK_L) for a call; block_l / block_d override (powers of two, for tests)."""
+                block_d: int | None = None, row_groups: int | None = None, device=None) -> tuple[int, int, int]:
+    """(N_PAD, BLOCK_D, BLOCK_L) for a call; block_l / block_d override (powers of two, for tests).
+
+    ``per_program_channels``: channels that share B/C rows (one group of v1, all D of SS2D);
+    ``row_groups``: how many such sets the call has (batch * groups, or batch), for the SM fill.
+    """
     n_pad = _next_pow2(nstate)
     if interpreted():
         bl = block_l or min(INTERPRETER_BLOCK_L, max(2, _next_pow2(length)))
@@ -123,10 +128,28 @@ def block_sizes(nstate: int, length: int, per_program_channels: int, block_l: in
     else:
         bl = block_l or min(GPU_BLOCK_L, max(16, _next_pow2(length)))
         bd = block_d or max(1, min(_next_pow2(per_program_channels), GPU_TILE_ELEMENTS // (n_pad * bl)))
+        if block_d is None and row_groups is not None:
+            # A memory-bound scan needs every SM busy: fewer channels per program until there are at
+            # least MIN_PROGRAMS_PER_SM programs per SM (or one channel each).
+            want = MIN_PROGRAMS_PER_SM * _sm_count(device)
+            while bd > 1 and row_groups * -(-per_program_channels // bd) < want:
+                bd //= 2
     for name, v in (("block_l", bl), ("block_d", bd)):
         if v < 1 or v & (v - 1):
             raise InputError(f"triton backend: {name} must be a power of two, got {v}")
     return n_pad, bd, bl
+
+
+_sm_counts: dict[int, int] = {}
+
+
+def _sm_count(device) -> int:
+    """Multiprocessors of a CUDA device (cached: asked once per device, a host-side property query)."""
+    index = torch.device(device).index if device is not None else None
+    index = torch.cuda.current_device() if index is None else index
+    if index not in _sm_counts:
+        _sm_counts[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _sm_counts[index]
 
 
 def _launch_options() -> dict:
@@ -159,7 +182,7 @@ def triton_scan_into(out, u, delta, A, B, C, D=None, delta_bias=None, delta_soft
     if out.numel() == 0:
         return out
     k = kernels()
-    n_pad, bd, bl = block_sizes(nstate, length, per_group, block_l, block_d)
+    n_pad, bd, bl = block_sizes(nstate, length, per_group, block_l, block_d, batch * groups, u.device)
     u_c, delta_c, A_c, B_c, C_c = (t.contiguous() for t in (u, delta, A, B, C))
     grid = (batch * groups, -(-per_group // bd))
     with _device_guard(u):
@@ -186,7 +209,7 @@ def triton_ss2d_scan_into(out, u, delta, A, B, C, D=None, delta_bias=None, delta
     if out.numel() == 0:
         return out
     k = kernels()
-    n_pad, bd, bl = block_sizes(nstate, height * width, dim, block_l, block_d)
+    n_pad, bd, bl = block_sizes(nstate, height * width, dim, block_l, block_d, batch, u.device)
     u_c, delta_c, A_c, B_c, C_c = (t.contiguous() for t in (u, delta, A, B, C))
     grid = (batch, -(-dim // bd))
     with _device_guard(u):

@@ -34,8 +34,10 @@ import triton.language as tl
 # Whether Triton runs these kernels in its interpreter (decided when this module was imported).
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
-LOG2E = 1.4426950408889634
-SOFTPLUS_THRESHOLD = 20.0
+# Globals read inside @triton.jit functions must be tl.constexpr (the compiler refuses plain ones;
+# the interpreter does not check, so keep them so here).
+LOG2E = tl.constexpr(1.4426950408889634)
+SOFTPLUS_THRESHOLD = tl.constexpr(20.0)
 
 
 @triton.jit
