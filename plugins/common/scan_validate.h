@@ -49,11 +49,10 @@ inline std::string dims_str(const std::vector<int64_t>& d) {
 // Each check returns "" when the inputs satisfy the contract as far as the known dimensions tell,
 // else a message naming the input, what was expected and what was found.
 
-// Required inputs present, every present input of the right rank.
-inline std::string validate_ranks(const TensorDesc (&in)[kNumInputs]) {
-  static const int ranks[kNumInputs] = {3, 3, 2, 4, 4, 1, 1};
-  static const char* const layouts[kNumInputs] = {"(batch, G*D, L)", "(batch, G*D, L)", "(G*D, N)", "(batch, G, N, L)",
-                                                  "(batch, G, N, L)", "(G*D,)", "(G*D,)"};
+// Required inputs present, every present input of rank ranks[i] (layouts[i] names its axes). Shared
+// by both ops' rank checks (validate_ranks below, validate_ss2d_ranks in ss2d_validate.h).
+inline std::string validate_ranks_as(const TensorDesc (&in)[kNumInputs], const int (&ranks)[kNumInputs],
+                                     const char* const (&layouts)[kNumInputs]) {
   for (int i = 0; i < kNumInputs; ++i) {
     if (!in[i].present) {
       if (i < kD) return std::string("required input ") + input_name(i) + " is missing";
@@ -64,6 +63,14 @@ inline std::string validate_ranks(const TensorDesc (&in)[kNumInputs]) {
              ", got rank " + std::to_string(in[i].dims.size()) + " " + dims_str(in[i].dims);
   }
   return "";
+}
+
+// SelectiveScan's ranks.
+inline std::string validate_ranks(const TensorDesc (&in)[kNumInputs]) {
+  static const int ranks[kNumInputs] = {3, 3, 2, 4, 4, 1, 1};
+  static const char* const layouts[kNumInputs] = {"(batch, G*D, L)", "(batch, G*D, L)", "(G*D, N)", "(batch, G, N, L)",
+                                                  "(batch, G, N, L)", "(G*D,)", "(G*D,)"};
+  return validate_ranks_as(in, ranks, layouts);
 }
 
 // u/delta/B/C share one activation type; A, D, delta_bias are float32.
@@ -128,6 +135,17 @@ inline std::string validate_signature(const TensorDesc (&in)[kNumInputs], bool a
   if (problem.empty()) problem = validate_types(in, allow_bfloat16);
   if (problem.empty()) problem = validate_dims(in);
   return problem;
+}
+
+// The int attributes both ops share: delta_softplus in {0, 1}, has_D / has_delta_bias in {-1, 0, 1}
+// (-1: not given, inferred from the input count).
+inline std::string validate_scan_attributes(int64_t delta_softplus, int64_t has_d, int64_t has_delta_bias) {
+  if (delta_softplus != 0 && delta_softplus != 1)
+    return "attribute delta_softplus must be 0 or 1, got " + std::to_string(delta_softplus);
+  if (has_d < -1 || has_d > 1) return "attribute has_D must be 0 or 1, got " + std::to_string(has_d);
+  if (has_delta_bias < -1 || has_delta_bias > 1)
+    return "attribute has_delta_bias must be 0 or 1, got " + std::to_string(has_delta_bias);
+  return "";
 }
 
 // Where the optional inputs sit in a node's input list. Two ONNX conventions are accepted:

@@ -21,16 +21,7 @@ inline std::string validate_ss2d_ranks(const TensorDesc (&in)[kNumInputs]) {
   static const char* const layouts[kNumInputs] = {"(batch, D, H, W)",    "(batch, 4*D, H, W)", "(4*D, N)",
                                                   "(batch, 4, N, H, W)", "(batch, 4, N, H, W)", "(4*D,)",
                                                   "(4*D,)"};
-  for (int i = 0; i < kNumInputs; ++i) {
-    if (!in[i].present) {
-      if (i < kD) return std::string("required input ") + input_name(i) + " is missing";
-      continue;
-    }
-    if (static_cast<int>(in[i].dims.size()) != ranks[i])
-      return std::string("input ") + input_name(i) + " must have rank " + std::to_string(ranks[i]) + " " + layouts[i] +
-             ", got rank " + std::to_string(in[i].dims.size()) + " " + dims_str(in[i].dims);
-  }
-  return "";
+  return validate_ranks_as(in, ranks, layouts);
 }
 
 // Dimensions agree with each other (ranks must already be valid); unknown dimensions are skipped.
@@ -75,17 +66,13 @@ inline std::string validate_ss2d_signature(const TensorDesc (&in)[kNumInputs], b
   return problem;
 }
 
-// The int attributes: layout in {0, 1}, delta_softplus in {0, 1}, has_D / has_delta_bias in {-1, 0, 1}.
+// The int attributes: layout in {0, 1}, then the ones shared with v1 (scan_validate.h): delta_softplus in
+// {0, 1}, has_D / has_delta_bias in {-1, 0, 1}.
 inline std::string validate_ss2d_attributes(int64_t layout, int64_t delta_softplus, int64_t has_d,
                                             int64_t has_delta_bias) {
   if (layout != 0 && layout != 1)
     return "attribute layout must be 0 (cross) or 1 (bidi), got " + std::to_string(layout);
-  if (delta_softplus != 0 && delta_softplus != 1)
-    return "attribute delta_softplus must be 0 or 1, got " + std::to_string(delta_softplus);
-  if (has_d < -1 || has_d > 1) return "attribute has_D must be 0 or 1, got " + std::to_string(has_d);
-  if (has_delta_bias < -1 || has_delta_bias > 1)
-    return "attribute has_delta_bias must be 0 or 1, got " + std::to_string(has_delta_bias);
-  return "";
+  return validate_scan_attributes(delta_softplus, has_d, has_delta_bias);
 }
 
 // The SS2DShape of validated inputs (every dimension known).

@@ -13,77 +13,19 @@
 #undef ORT_API_MANUAL_INIT
 
 #include <algorithm>
-#include <exception>
-#include <memory>
-#include <stdexcept>
-#include <string>
-#include <vector>
 
 #include "ort_ss2d_op.h"
 #include "scan_cpu.h"
-#include "scan_validate.h"
 #include "ss2d_types.h"
-#include "ss2d_validate.h"
 
 namespace remamber {
 namespace ort {
 namespace ss2d_cpu {
 
-using scan::ElemType;
-using scan::TensorDesc;
-using ss2d::NodeError;
-using ss2d::elem_type;
-
-struct SS2DCpuKernel : ss2d::SS2DNode {
+struct SS2DCpuKernel : ScanKernel<SS2DScanOrt, SS2DCpuKernel> {
   static constexpr const char* kExecutionProvider = "CPUExecutionProvider";
 
-  OrtStatusPtr ComputeV2(OrtKernelContext* raw_context) noexcept {
-    try {
-      Compute(raw_context);
-      return nullptr;
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-    }
-  }
-
-  void Compute(OrtKernelContext* raw_context) {
-    Ort::KernelContext ctx(raw_context);
-    const size_t count = ctx.GetInputCount();
-    int slot[scan::kNumInputs];
-    slots(count, slot);
-    TensorDesc desc[scan::kNumInputs];
-    const void* data[scan::kNumInputs] = {};
-    for (int i = 0; i < scan::kNumInputs; ++i) {
-      if (slot[i] < 0 || static_cast<size_t>(slot[i]) >= count) continue;
-      Ort::ConstValue v = ctx.GetInput(static_cast<size_t>(slot[i]));
-      if (v == nullptr) continue;  // absent optional input
-      auto info = v.GetTensorTypeAndShapeInfo();
-      desc[i].present = true;
-      desc[i].type = elem_type(info.GetElementType());
-      desc[i].dims = info.GetShape();
-      data[i] = v.GetTensorRawData();
-    }
-    const std::string problem = scan::validate_ss2d_signature(desc);
-    if (!problem.empty()) throw NodeError(where() + problem);
-
-    scan::SS2DArgs p;
-    p.shape = scan::ss2d_shape_of(desc);
-    if (const char* bad = scan::check_ss2d_shape(p.shape, static_cast<int>(layout))) throw NodeError(where() + bad);
-    p.layout = static_cast<scan::SS2DLayout>(layout);
-    p.dtype = desc[scan::kU].type == ElemType::kFloat32   ? scan::ScanDtype::kFloat32
-              : desc[scan::kU].type == ElemType::kFloat16 ? scan::ScanDtype::kFloat16
-                                                          : scan::ScanDtype::kBFloat16;
-    Ort::UnownedValue out = ctx.GetOutput(0, desc[scan::kU].dims);
-    p.y = out.GetTensorMutableData<float>();
-    p.u = data[scan::kU];
-    p.delta = data[scan::kDelta];
-    p.A = static_cast<const float*>(data[scan::kA]);
-    p.B = data[scan::kB];
-    p.C = data[scan::kC];
-    p.D = static_cast<const float*>(data[scan::kD]);
-    p.delta_bias = static_cast<const float*>(data[scan::kDeltaBias]);
-    p.delta_softplus = delta_softplus;
-
+  void Run(Ort::KernelContext& ctx, const scan::SS2DArgs& p) {
     const int64_t channels = p.shape.batch * p.shape.dim;
     const int64_t length = p.shape.length();
     if (channels == 0 || length == 0) return;
@@ -113,7 +55,7 @@ struct SS2DCpuKernel : ss2d::SS2DNode {
 
 }  // namespace ss2d_cpu
 
-void add_ss2d_cpu_ops(Ort::CustomOpDomain& domain) { ss2d::add_ops<ss2d_cpu::SS2DCpuKernel>(domain); }
+void add_ss2d_cpu_ops(Ort::CustomOpDomain& domain) { add_ops<SS2DScanOrt, ss2d_cpu::SS2DCpuKernel>(domain); }
 
 }  // namespace ort
 }  // namespace remamber
