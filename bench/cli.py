@@ -5,6 +5,12 @@ logits, then for every runtime prepare it (export / session / engine build), com
 with the reference, and time it. Writes ``report.json`` (schema: report_schema.json),
 ``report.md`` and plots into ``--out``; optionally saves a baseline or gates against one.
 
+Weights (``export.model_source.choose_model``): ``--checkpoint FILE`` (preset and variant read
+from the file), ``--random-weights`` (seeded, the report and the output say so), or by default the
+demo checkpoint (``remamber.demo``: tiny preset trained on synthetic shapes, not a RefCOCO model).
+Inputs default to the demo image and its sentence, whose ground-truth mask gives every row an IoU
+against the truth next to the mask agreement with the reference.
+
 Exit codes: 0 pass; 1 a runtime failed unexpectedly (row "failed", see errors.log); 2 bad input
 (printed by the top-level CLI); 3 latency regression against ``--baseline``; 4 parity failure
 (takes precedence over 3).
@@ -27,7 +33,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..validate.numbers import MAX_BATCH, MAX_COUNT, check_float, check_int, check_size
-from ..export.model_source import PRESETS, VARIANTS, check_checkpoint_path
+from ..export.model_source import PRESETS, VARIANTS
 from . import baseline as gate
 from .latency import CV_WARN_PERCENT, PERCENTILE_METHOD, measure, parse_warmup, summarize_measurement
 
@@ -46,11 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     model = parser.add_argument_group("model")
-    model.add_argument("--variant", default="conv", choices=VARIANTS, help="conv = paper, mamba = released")
-    model.add_argument("--preset", default="tiny", choices=PRESETS, help="model size (checkpoints need base)")
-    model.add_argument("--checkpoint", help="ReMamber checkpoint (.pth); default: seeded random weights")
+    model.add_argument("--variant", choices=VARIANTS,
+                       help="conv = paper, mamba = released (default: the checkpoint's; conv with --random-weights)")
+    model.add_argument("--preset", choices=PRESETS,
+                       help="model size (default: the checkpoint's, read from the file; tiny with --random-weights)")
+    weights = model.add_mutually_exclusive_group()
+    weights.add_argument("--checkpoint", help="ReMamber checkpoint (.pth); default: the demo checkpoint "
+                         "(tiny preset trained on synthetic shapes; not a RefCOCO model)")
+    weights.add_argument("--random-weights", action="store_true",
+                         help="seeded random weights instead of the demo checkpoint (masks are then meaningless)")
     model.add_argument("--seed", type=int, default=0,
-                       help="seed of the random weights")
+                       help="seed of the random weights (with --random-weights)")
     run = parser.add_argument_group("what to run")
     run.add_argument("--resolutions", default=RESOLUTIONS_DEFAULT, help="comma-separated input sizes (multiples of 32)")
     run.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated subset of {', '.join(RUNTIMES)}")
@@ -58,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--batch", type=int, default=1)
     run.add_argument("--threads", type=int,
                      help="CPU threads for PyTorch and ONNX Runtime (default: theirs)")
-    inputs = parser.add_argument_group("inputs (default: the packaged sample image and its sentence)")
+    inputs = parser.add_argument_group("inputs (default: the generated demo image, its sentence and its true mask)")
     inputs.add_argument("--image", action="append", help="image file (repeatable)")
     inputs.add_argument("--text", action="append", help="referring sentence (one for all images, or one per --image)")
     inputs.add_argument("--images-dir", help="folder of images with sentences.txt ('<file><TAB><sentence>') or <stem>.txt")
@@ -131,7 +143,6 @@ def _check_numbers(args) -> None:
     if args.max_parity_error is not None:
         check_float(args.max_parity_error, "--max-parity-error", minimum=0)
     check_float(args.max_regression, "--max-regression", minimum=0)
-    check_checkpoint_path(args.checkpoint)
 
 
 def _check_outputs(args, out_dir: Path) -> None:
@@ -276,7 +287,7 @@ def bench_runtime(name, resolution, ctx, batches, reference: Reference, args, wa
         runtime.close()
 
 
-def write_plots(report, out_dir: Path, logits: dict, references: dict, first_pairs: dict) -> None:
+def write_plots(report, out_dir: Path, logits: dict, references: dict, first_pairs: dict, random: bool = False) -> None:
     from .. import imageio
     from . import plots
 
@@ -295,9 +306,14 @@ def write_plots(report, out_dir: Path, logits: dict, references: dict, first_pai
         if not (np.isfinite(out).all() and np.isfinite(ref).all()):
             continue  # NaN logits have no mask; the parity table reports them
         size = pair.image.size
+        title = f"{r['runtime']} @{res}: \"{pair.text}\" ({pair.name})"
+        if random:
+            title = "RANDOM WEIGHTS, masks meaningless - " + title
+        elif r.get("mask") and r["mask"]["truth_iou"] is not None:
+            title += f" - IoU vs ground truth {r['mask']['truth_iou']:.3f}"
         path = plots.mask_overlay(
             pair.image, imageio.postprocess(ref, size), imageio.postprocess(out, size),
-            out_dir / f"masks_{r['runtime']}_{res}.png", r["runtime"], f"{r['runtime']} @{res}: \"{pair.text}\" ({pair.name})",
+            out_dir / f"masks_{r['runtime']}_{res}.png", r["runtime"], title,
         )
         r["plots"]["masks"] = path.name
 
@@ -340,7 +356,22 @@ def decide(report: dict, base: dict | None, baseline_name: str | None, max_regre
     return exit_code, gate_text, "\n".join(offenders)
 
 
-def new_report(args, runtimes: list[int], resolutions: list[int], warmup, pairs, env: dict) -> dict:
+def mask_summary(logits: np.ndarray, pair) -> dict | None:
+    """The first input's mask at its image size: coverage, and IoU against its true mask when known."""
+    from .. import imageio
+    from ..demo import mask_iou
+
+    first = logits[:1]
+    if not np.isfinite(first).all():
+        return None  # NaN logits have no mask; the parity table reports them
+    mask = imageio.postprocess(first, pair.image.size)
+    truth = getattr(pair, "truth", None)
+    return {"input": pair.name, "foreground_fraction": float(mask.mean()),
+            "truth_iou": None if truth is None else mask_iou(mask, truth),
+            "truth_fraction": None if truth is None else float(truth.mean())}
+
+
+def new_report(args, runtimes: list[int], resolutions: list[int], warmup, pairs, env: dict, choice) -> dict:
     """The report's header: what was asked and where it runs; rows are appended as they finish."""
     from .. import __version__
     from . import report as report_mod
@@ -353,7 +384,9 @@ def new_report(args, runtimes: list[int], resolutions: list[int], warmup, pairs,
         "created_utc": utc_now(),
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],  # the process's own command line
         "config": {
-            "variant": args.variant, "preset": args.preset, "checkpoint": args.checkpoint, "precision": args.precision,
+            "variant": choice.variant, "preset": choice.preset,
+            "checkpoint": str(choice.checkpoint) if choice.checkpoint is not None else None,
+            "weights": choice.as_config(), "precision": args.precision,
             "batch": args.batch, "resolutions": resolutions, "runtimes": runtimes, "warmup": warmup.describe(),
             "iterations": args.iterations,
             "duration_s": None if args.iterations else (args.duration or DURATION_DEFAULT_S),
@@ -374,7 +407,7 @@ def new_report(args, runtimes: list[int], resolutions: list[int], warmup, pairs,
 
 
 def run(args) -> int:
-    from ..export.model_source import load_model, model_metadata
+    from ..export.model_source import RANDOM_WARNING, choose_model, model_metadata
     from . import environment, report as report_mod
     from .inputs import collect_pairs, make_batches
     from ..tokenizer import TruncationWarning
@@ -393,22 +426,28 @@ def run(args) -> int:
     _report_truncation(pairs)
     out_dir = Path(args.out) if args.out else default_out_dir()
     _check_outputs(args, out_dir)
+    choice = choose_model(args.checkpoint, args.random_weights, args.variant, args.preset, args.seed)
 
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if choice.random:
+        print("bench: warning: " + RANDOM_WARNING.format(seed=args.seed), file=sys.stderr)
     artifacts = out_dir / "artifacts" if args.keep_artifacts else Path(tempfile.mkdtemp(prefix="remamber-bench-"))
     logits, references, first_pairs, failures = {}, {}, {}, []
     progress = Progress(len(resolutions) * len(runtimes))
     try:
-        progress.stage(f"building {args.variant}/{args.preset} model" + (f" from {args.checkpoint}" if args.checkpoint else ""))
-        model, _ = load_model(args.variant, args.preset, args.seed, args.checkpoint)
+        progress.stage(f"building the model: {choice.description}"
+                       + (f" ({choice.checkpoint})" if choice.checkpoint is not None else ""))
+        model, _ = choice.load()
         artifacts.mkdir(parents=True, exist_ok=True)
         ctx = BenchContext(model=model, precision=args.precision, threads=args.threads, batch=args.batch,
                            workdir=artifacts, stage=progress.stage,
-                           metadata=model_metadata(args.variant, args.preset, args.seed, args.checkpoint))
-        report = new_report(args, runtimes, resolutions, warmup, pairs, environment.collect(args.threads, args.precision))
+                           metadata=model_metadata(choice.variant, choice.preset, args.seed, choice.checkpoint,
+                                                   choice.description))
+        report = new_report(args, runtimes, resolutions, warmup, pairs, environment.collect(args.threads, args.precision),
+                            choice)
         for resolution in resolutions:
             progress.stage(f"resolution {resolution}: preprocessing {len(pairs)} input(s), PyTorch fp32 reference")
             progress.status(f"reference @{resolution}")
@@ -430,6 +469,7 @@ def run(args) -> int:
                     progress.stage(f"{name} @{resolution} FAILED: {row['reason']}")
                 if out is not None:
                     logits[(name, resolution)] = out
+                    row["mask"] = mask_summary(out, first_pairs[resolution])
                 report["rows"].append(row)
                 progress.advance()
     finally:
@@ -438,7 +478,7 @@ def run(args) -> int:
             shutil.rmtree(artifacts, ignore_errors=True)
 
     if not args.no_plots:
-        write_plots(report, out_dir, logits, references, first_pairs)
+        write_plots(report, out_dir, logits, references, first_pairs, random=choice.random)
     exit_code, gate_text, offenders = decide(report, base, args.baseline, args.max_regression, args.max_parity_error,
                                              runtime_failed=bool(failures))
     json_path = report_mod.write_json(report, out_dir / "report.json")
@@ -452,6 +492,9 @@ def run(args) -> int:
         print(f"baseline written to {args.save_baseline}")
     print(report_mod.summary_text(report))
     print(gate_text)
+    if choice.random:
+        print("WEIGHTS ARE RANDOM: masks are meaningless; parity and latency only "
+              "(leave out --random-weights for the demo checkpoint)")
     print(f"report: {md_path}\njson:   {json_path}")
     warning = report_mod.unstable_warning(report["rows"])
     if warning:

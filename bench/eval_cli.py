@@ -14,6 +14,10 @@ The work runs sentence by sentence (each image and sentence preprocessed once fo
 so an interrupted run has every runtime's results on the same sentences. The ONNX files and
 engines stay in ``<out>/artifacts`` until the run completes, so a resume does not export again.
 
+Weights as in ``bench``: ``--checkpoint FILE``, ``--random-weights``, or by default the demo
+checkpoint (tiny preset trained on synthetic shapes, ``remamber.demo``), evaluated by default at its
+training resolution; the synthetic val split (``remamber-deploy make-dataset``) is its held-out data.
+
 Exit codes: 0 done; 1 a runtime failed (see errors.log); 2 bad input (printed by the top-level CLI);
 4 a runtime's oIoU fell more than ``--max-oiou-drop`` points below the reference (takes precedence).
 """
@@ -31,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..export.model_source import PRESETS, VARIANTS, check_checkpoint_path
+from ..export.model_source import PRESETS, VARIANTS
 from . import eval_report
 from .eval_report import REFERENCE_ROW
 
@@ -58,14 +62,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--split", default="val", help="val, test, testA, testB, train, ...")
     data.add_argument("--limit", type=int_type("--limit"), metavar="N", help="only the first N sentences of the split")
     model = parser.add_argument_group("model")
-    model.add_argument("--checkpoint", type=Path, help="ReMamber checkpoint (.pth); default: seeded random weights")
-    model.add_argument("--variant", default="conv", choices=VARIANTS, help="conv = paper, mamba = released")
-    model.add_argument("--preset", choices=PRESETS, help="model size (default: base with --checkpoint, else tiny)")
-    model.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**63 - 1), default=0, help="seed of the random weights")
+    weights = model.add_mutually_exclusive_group()
+    weights.add_argument("--checkpoint", type=Path, help="ReMamber checkpoint (.pth); default: the demo checkpoint "
+                         "(tiny preset trained on synthetic shapes; not a RefCOCO model)")
+    weights.add_argument("--random-weights", action="store_true",
+                         help="seeded random weights instead of the demo checkpoint (absolute oIoU/mIoU then mean nothing)")
+    model.add_argument("--variant", choices=VARIANTS,
+                       help="conv = paper, mamba = released (default: the checkpoint's; conv with --random-weights)")
+    model.add_argument("--preset", choices=PRESETS,
+                       help="model size (default: the checkpoint's, read from the file; tiny with --random-weights)")
+    model.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**63 - 1), default=0,
+                       help="seed of the random weights (with --random-weights)")
     run = parser.add_argument_group("what to run")
     run.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated subset of {', '.join(RUNTIMES)}")
     run.add_argument("--precision", default="fp32", help="comma-separated: fp32, fp16")
-    run.add_argument("--resolution", type=size_type("--resolution"), default=480, help="network input side, a multiple of 32")
+    run.add_argument("--resolution", type=size_type("--resolution"), default=None,
+                     help="network input side, a multiple of 32 (default: the demo checkpoint's training resolution, else 480)")
     run.add_argument("--threads", type=int_type("--threads", maximum=4096), help="CPU threads for PyTorch and ONNX Runtime (default: theirs)")
     out = parser.add_argument_group("output and gate")
     out.add_argument("--out", type=Path, help="report folder (default ./reports/eval-<UTC timestamp>)")
@@ -94,18 +106,17 @@ def _check_numbers(args) -> None:
         raise InputError(f"--worst must be >= 0, got {args.worst}")
     if args.max_oiou_drop is not None and not args.max_oiou_drop >= 0:
         raise InputError(f"--max-oiou-drop must be >= 0 points, got {args.max_oiou_drop}")
-    check_checkpoint_path(args.checkpoint)
 
 
-def fingerprint(args, dataset, preset: str) -> dict:
-    """What must not change between an interrupted run and its resume."""
+def fingerprint(args, dataset, choice) -> dict:
+    """What must not change between an interrupted run and its resume (the demo checkpoint included)."""
     ckpt = None
-    if args.checkpoint is not None:
-        stat = Path(args.checkpoint).stat()
-        ckpt = {"path": str(Path(args.checkpoint).resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if choice.checkpoint is not None:
+        stat = Path(choice.checkpoint).stat()
+        ckpt = {"path": str(Path(choice.checkpoint).resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     return {"data": str(dataset.root.resolve()), "dataset": dataset.dataset, "split_by": dataset.split_by,
-            "split": args.split, "resolution": args.resolution, "variant": args.variant, "preset": preset,
-            "seed": args.seed, "checkpoint": ckpt}
+            "split": args.split, "resolution": args.resolution, "variant": choice.variant, "preset": choice.preset,
+            "seed": args.seed, "checkpoint": ckpt, "weights": choice.kind}
 
 
 def default_out_dir() -> Path:
@@ -140,7 +151,7 @@ class _Inputs:
 
 def run(args) -> int:
     from ..data.refcoco import RefDataset
-    from ..export.model_source import load_model, model_metadata
+    from ..export.model_source import RANDOM_WARNING, choose_model, model_metadata
     from ..imageio import check_size
     from ..validate.paths import check_output_dir
     from . import environment
@@ -150,18 +161,22 @@ def run(args) -> int:
     # Everything a user can get wrong is checked before the slow part starts.
     runtimes = parse_runtimes(args.runtimes)
     precisions = parse_precisions(args.precision)
-    resolution = check_size(args.resolution)
+    if args.resolution is not None:
+        check_size(args.resolution)
     _check_numbers(args)
     dataset = RefDataset(args.data, args.dataset, args.split_by)
     samples = dataset.samples(args.split, args.limit)
     keys = [s.key for s in samples]
-    preset = args.preset or ("base" if args.checkpoint is not None else "tiny")
     out_dir = check_output_dir(Path(args.out) if args.out else default_out_dir(), "--out",
                                inputs=[dataset.root, dataset.dataset_dir, dataset.image_dir])
     results_path = out_dir / "samples.jsonl"
     if args.resume and not results_path.is_file():
         raise InputError(f"--resume: {results_path} does not exist; pass the --out of the interrupted run")
-    results = ResultsFile(results_path, fingerprint(args, dataset, preset), resume=args.resume)
+    choice = choose_model(args.checkpoint, args.random_weights, args.variant, args.preset, args.seed)
+    if args.resolution is None:
+        args.resolution = choice.demo.resolution if choice.demo is not None else 480
+    resolution = check_size(args.resolution)
+    results = ResultsFile(results_path, fingerprint(args, dataset, choice), resume=args.resume)
 
     import torch
     from tqdm import tqdm
@@ -171,20 +186,22 @@ def run(args) -> int:
     say = lambda message: tqdm.write(f"eval: {message}", file=sys.stderr)  # noqa: E731
     if results.resumed:
         say(f"resuming {results_path}: {results.resumed} results already there")
-    random_weights = args.checkpoint is None
+    random_weights = choice.random
     if random_weights:
-        say(f"no --checkpoint: RANDOM weights (seed {args.seed}); absolute oIoU/mIoU mean nothing, "
-            "only the deltas between runtimes do")
+        say(RANDOM_WARNING.format(seed=args.seed) + "; absolute oIoU/mIoU mean nothing, only the deltas between "
+            "runtimes do")
     artifacts = out_dir / "artifacts"
     row_info: dict[str, dict] = {}
     opened, failures = [], []
     bar = None
     try:
-        say(f"building {args.variant}/{preset} model" + (f" from {args.checkpoint}" if args.checkpoint else ""))
-        model, _ = load_model(args.variant, preset, args.seed, args.checkpoint)
+        say(f"building the model: {choice.description}"
+            + (f" ({choice.checkpoint})" if choice.checkpoint is not None else ""))
+        model, _ = choice.load()
         model.eval()
         active = _prepare_rows(model, runtimes, precisions, resolution, args, keys, results, row_info, opened,
-                               failures, artifacts, say, model_metadata(args.variant, preset, args.seed, args.checkpoint))
+                               failures, artifacts, say, model_metadata(choice.variant, choice.preset, args.seed,
+                                                                        choice.checkpoint, choice.description))
         done_before = sum(all(results.done(label, k) for label in active) for k in keys)
         bar = tqdm(total=len(keys), initial=done_before, desc="eval", unit="sentence", file=sys.stderr,
                    dynamic_ncols=True)
@@ -220,10 +237,13 @@ def run(args) -> int:
         "created_utc": environment.utc_now(),
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
         "config": {"data": str(dataset.root), "dataset": dataset.dataset, "split_by": dataset.split_by,
-                   "split": args.split, "limit": args.limit, "resolution": resolution, "variant": args.variant,
-                   "preset": preset, "seed": args.seed,
-                   "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-                   "weights": f"from {args.checkpoint}" if args.checkpoint else f"random (seed {args.seed})",
+                   "split": args.split, "limit": args.limit, "resolution": resolution, "variant": choice.variant,
+                   "preset": choice.preset, "seed": args.seed,
+                   "checkpoint": str(choice.checkpoint) if choice.checkpoint is not None else None,
+                   "weights": (f"{choice.description} ({choice.checkpoint})" if choice.kind == "demo"
+                               else f"from {choice.checkpoint}" if choice.checkpoint is not None
+                               else f"random (seed {args.seed})"),
+                   "weights_kind": choice.kind,
                    "runtimes": runtimes, "precisions": precisions, "threads": args.threads},
         "random_weights": random_weights,
         "dataset": {"sentences": len(samples), "refs": len({s.ref_id for s in samples}),

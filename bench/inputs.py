@@ -5,7 +5,7 @@ Sources, in order of precedence:
 * ``--images-dir DIR``: every image file in DIR, with sentences from ``DIR/sentences.txt``
   (lines ``<file name><TAB><sentence>``; several lines per file give several pairs; ``#`` starts a
   comment) or, for files not listed there, from ``<stem>.txt`` beside the image;
-* default: the packaged sample image and its sentence (``remamber.samples.sample_image()``).
+* default: the generated demo image, its sentence and its true mask (``remamber.demo.demo_sample()``).
 
 Batches are filled in order; when the pairs do not fill the last batch it is completed by cycling
 from the first pair, so every batch has the requested size (engines are built for it).
@@ -25,9 +25,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 @dataclass
 class Pair:
-    name: str     # shown in reports: a file path or "sample:<name>"
+    name: str     # shown in reports: a file path or "demo:..."
     image: object  # PIL.Image
     text: str
+    truth: np.ndarray | None = None  # ground-truth mask (H, W) bool when known (the demo input)
 
 
 @dataclass
@@ -106,10 +107,10 @@ def pairs_from_directory(directory: str | Path) -> list[Pair]:
 
 
 def default_pairs() -> list[Pair]:
-    from .. import samples
+    from ..demo import demo_sample
 
-    image, sentence = samples.sample_image()
-    return [Pair(name=f"sample:{samples.DEFAULT_SAMPLE}", image=image, text=sentence)]
+    demo = demo_sample()
+    return [Pair(name=demo.name, image=demo.image, text=demo.sentence, truth=demo.mask)]
 
 
 def collect_pairs(images: list[str] | None, texts: list[str] | None, images_dir: str | None) -> list[Pair]:

@@ -1,9 +1,11 @@
 """The run report: one JSON document (validated against report_schema.json) and its Markdown view.
 
-JSON layout (``schema_version`` 1): ``config`` (what was asked), ``environment`` (what it ran on),
+JSON layout (``schema_version`` 1): ``config`` (what was asked; ``config.weights`` says which
+weights ran: the demo checkpoint with its description, a user's checkpoint, or random weights), ``environment`` (what it ran on),
 ``parity_rule``, ``rows`` (one per (runtime, resolution): status measured / skipped / failed, the
 reason when not measured, parity metrics against the PyTorch fp32 reference, latency statistics),
-``plots`` (report-relative paths) and, when a gate ran, ``gate``.
+``mask`` per measured row (the first input's mask coverage and its IoU against the true mask when
+the input has one, e.g. the demo image), ``plots`` (report-relative paths) and, when a gate ran, ``gate``.
 """
 
 from __future__ import annotations
@@ -124,6 +126,28 @@ def unstable_warning(rows: list[dict]) -> str:
             "longer (--duration).")
 
 
+def mask_table(rows: list[dict]) -> str:
+    """Per measured row: how much of the image the first input's mask covers, and its IoU vs the truth."""
+    body = [[*_label(r), r["mask"]["input"], f"{100 * r['mask']['foreground_fraction']:.2f}%",
+             _fmt(r["mask"]["truth_iou"], ".4f"),
+             "" if r["mask"].get("truth_fraction") is None else f"{100 * r['mask']['truth_fraction']:.2f}%"]
+            for r in rows if r["status"] == "measured" and r.get("mask")]
+    headers = ["runtime", "res", "input", "mask covers", "IoU vs ground truth", "true mask covers"]
+    return tabulate(body, headers, tablefmt="github", disable_numparse=True) if body else ""
+
+
+def weights_text(cfg: dict) -> str:
+    """One line naming the weights; random weights are said loudly."""
+    weights = cfg.get("weights")
+    if weights is None:  # a report written before config.weights existed
+        return f"Checkpoint: {cfg['checkpoint'] or 'none (seeded random weights: masks are not meaningful)'}."
+    if weights["kind"] == "random":
+        return (f"**Weights: RANDOM (seed {weights['seed']}).** Every mask is meaningless; parity and latency "
+                "still hold. Leave out --random-weights for the demo checkpoint, or pass --checkpoint FILE.")
+    where = f" (`{weights['checkpoint']}`)" if weights["kind"] == "demo" else ""
+    return f"Weights: {weights['description']}{where}."
+
+
 def _plugin_text(plugin: dict) -> str:
     """'remamber::SelectiveScan v1 (ort 57b52743, trt not built, ...)': contract version, library hashes."""
     libs = [f"{kind} {lib['sha256_16'][:8]}" if lib.get("path") else f"{kind} not built"
@@ -158,7 +182,8 @@ def markdown(report: dict, gate_text: str = "") -> str:
         "",
         f"Created {report['created_utc']} by `{' '.join(report['command'])}`.",
         "",
-        f"Checkpoint: {cfg['checkpoint'] or 'none (seeded random weights: parity and latency only, masks are not meaningful)'}. "
+        weights_text(cfg),
+        "",
         f"Batch {cfg['batch']}, precision {cfg['precision']}, seed {cfg['seed']}. "
         f"Inputs: " + "; ".join(f"{i['name']} \u2014 \"{i['text']}\"" for i in cfg["inputs"]) + ".",
         "",
@@ -173,6 +198,13 @@ def markdown(report: dict, gate_text: str = "") -> str:
         "",
         parity_table(rows),
         "",
+    ]
+    masks = mask_table(rows)
+    if masks:
+        out += ["## Masks", "", "The first input's mask from each runtime's logits, at the image size (nearest resize, "
+                "sigmoid > 0.5): the share of the image it covers and, when the input has a true mask (the demo "
+                "image), its IoU against it.", "", masks, ""]
+    out += [
         "## Latency",
         "",
         f"Milliseconds per iteration (batch {cfg['batch']}); warm-up {cfg['warmup']}, at least one iteration (the "
@@ -238,7 +270,12 @@ def write_markdown(report: dict, path: Path, gate_text: str = "") -> Path:
 def summary_text(report: dict) -> str:
     """What the command prints when it ends: the parity, latency and not-measured tables."""
     rows = report["rows"]
-    parts = ["Parity (vs PyTorch fp32 reference):", parity_table(rows), "", "Latency (ms):", latency_table(rows) or "_none measured_"]
+    parts = [weights_text(report["config"]).replace("**", ""), "",
+             "Parity (vs PyTorch fp32 reference):", parity_table(rows), ""]
+    masks = mask_table(rows)
+    if masks:
+        parts += ["Masks (first input):", masks, ""]
+    parts += ["Latency (ms):", latency_table(rows) or "_none measured_"]
     skipped = skipped_table(rows)
     if skipped:
         parts += ["", "Not measured:", skipped]

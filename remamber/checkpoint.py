@@ -301,8 +301,37 @@ def _fix_hint(model, kind_found: str, state=None, missing=(), unexpected=(), mis
         return (f"the file has {len(unexpected)} tensors this model does not: it was saved from a different model "
                 "or code version; use a checkpoint of this ReMamber version")
     if preset != "base" and mismatched:
-        return "official checkpoints need the 'base' preset: remamber.build_model(variant, 'base')"
+        return ("official checkpoints are the 'base' preset: remamber.build_model(variant, 'base'), or leave out "
+                "--preset so the commands pick the checkpoint's preset")
     return "use an official ReMamber checkpoint (ReMamber_Conv.pth / ReMamber_Mamba.pth) or a VMamba-B v2 ImageNet file"
+
+
+def guess_model(state: Mapping[str, torch.Tensor]) -> tuple[str | None, str | None]:
+    """(variant, preset) a state_dict was saved from, from its key names and tensor shapes; None where unknown.
+
+    Lets ``--checkpoint`` pick the model to build: an official file is the base preset, a demo or
+    user-trained tiny file the tiny preset. A VMamba ImageNet file is the base backbone (variant unknown).
+    """
+    from .model import VARIANTS
+
+    found = guess_kind(state)
+    if found == KIND_VMAMBA:
+        return None, "base"
+    variant = {KIND_REMAMBER_CONV: "conv", KIND_REMAMBER_MAMBA: "mamba"}.get(found)
+    for candidate in ([variant] if variant else list(VARIANTS)):
+        preset = _matching_preset(state, candidate, "")
+        if preset is not None:
+            return candidate, preset
+    return variant, None
+
+
+def inspect_checkpoint(path: str | os.PathLike) -> tuple[str | None, str | None, tuple[object, list[str]]]:
+    """Read ``path`` once: (variant, preset) it holds (None where unknown) and the read contents,
+    to pass on as ``load_checkpoint(..., contents=...)`` so a large file is not read twice."""
+    contents = read_checkpoint(path)
+    state, _ = extract_state_dict(contents[0], path)
+    variant, preset = guess_model(state)
+    return variant, preset, contents
 
 
 def _matching_preset(state, variant: str, current: str) -> str | None:
@@ -324,16 +353,19 @@ def _matching_preset(state, variant: str, current: str) -> str | None:
     return None
 
 
-def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, kind: str = "auto") -> CheckpointReport:
+def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike, kind: str = "auto",
+                    contents: tuple[object, list[str]] | None = None) -> CheckpointReport:
     """Load a checkpoint file into ``model`` (a ``remamber.model.ReMamber``). Returns a CheckpointReport.
 
     kind: "auto" (decide from the key names), "remamber" (official ReMamber file, strict) or
     "vmamba" (VMamba ImageNet backbone file, backbone only). Raises CheckpointError naming the
-    offending keys and the kind of file it looks like when the file does not fit.
+    offending keys and the kind of file it looks like when the file does not fit. ``contents``:
+    what ``read_checkpoint(path)`` (or ``inspect_checkpoint``) returned, to skip reading again.
+    Tensors stored in another floating dtype (the demo checkpoint's float16) are cast to the model's.
     """
     if kind not in KINDS:
         raise CheckpointError(f"unknown checkpoint kind {kind!r}; valid kinds: {', '.join(KINDS)}")
-    obj, placeholders = read_checkpoint(path)
+    obj, placeholders = contents if contents is not None else read_checkpoint(path)
     state, extras = extract_state_dict(obj, path)
     found = guess_kind(state)
     if kind == "auto":

@@ -94,7 +94,7 @@ def test_images_dir_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
-    """One real run: tiny preset at 64 px, all runtimes, three measured iterations.
+    """One real run: tiny preset with seeded random weights at 64 px, all runtimes, three measured iterations.
 
     --max-parity-error 0 makes any non-zero difference a parity failure, so a measured ONNX
     Runtime row (different kernels, different rounding) must end the run with exit code 4.
@@ -105,6 +105,7 @@ def e2e(tmp_path_factory):
     code = cli_main([
         "bench", "--resolutions", "64", "--iterations", "3", "--warmup", "0", "--max-parity-error", "0",
         "--out", str(out / "report"), "--save-baseline", str(out / "baseline.json"), "--threads", "2",
+        "--random-weights",
     ])
     report = json.loads((out / "report" / "report.json").read_text())
     return code, out, report
@@ -126,6 +127,12 @@ def test_e2e_writes_a_valid_report_with_plots(e2e):
         assert (folder / name).stat().st_size > 1000
         assert name in md
     assert "## Parity" in md and "## Latency" in md
+    # random weights are named as such in the report; the default input is the demo image with its truth
+    assert report["config"]["weights"]["kind"] == "random" and "RANDOM (seed 0)" in md
+    assert report["config"]["inputs"][0]["name"].startswith("demo:")
+    mask = torch_row["mask"]
+    assert 0 <= mask["foreground_fraction"] <= 1 and 0 <= mask["truth_iou"] <= 1 and mask["truth_fraction"] > 0
+    assert "## Masks" in md and "IoU vs ground truth" in md
     for row in report["rows"]:
         if row["status"] != "measured":
             assert row["reason"] and row["reason"] in md  # skipped with its reason, never dropped

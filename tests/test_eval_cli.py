@@ -33,7 +33,7 @@ def run(tmp_path_factory):
     generate(base / "data", images=6, seed=0)
     out = base / "out"
     common = ["eval", "--data", str(base / "data"), "--split", "val", "--resolution", str(RES),
-              "--out", str(out), "--threads", "2", "--keep-artifacts"]
+              "--out", str(out), "--threads", "2", "--keep-artifacts", "--random-weights"]
     first = main([*common, "--limit", str(FIRST), "--runtimes", "torch,ort,trt", "--max-oiou-drop", "5"])
     report_first = json.loads((out / "report.json").read_text())
     records_first = _records(out)

@@ -3,6 +3,8 @@
 The plumbing tests use a stand-in model whose logits are known in advance (positive on the left
 half of the S x S grid), so the written mask can be checked against a mask computed in the test
 from the nearest-resize integer formula. One test runs the real ``build_model(preset="tiny")``.
+The default weights (the demo checkpoint) are tested in test_demo.py; here ``--random-weights`` or
+a stand-in checkpoint module selects the weights.
 """
 
 from __future__ import annotations
@@ -58,12 +60,14 @@ def left_half_mask(width, height, size):
 
 def test_predict_sample_writes_mask_and_overlay(stand_in, tmp_path, capsys):
     out = tmp_path / "out"
-    assert cli.main(["predict", "--sample", "cat", "--size", "64", "--out", str(out), "--seed", "7"]) == 0
+    assert cli.main(["predict", "--sample", "cat", "--size", "64", "--out", str(out), "--seed", "7",
+                     "--random-weights"]) == 0
     captured = capsys.readouterr()
     assert "RANDOM" in captured.err and "meaningless" in captured.err
+    assert "WEIGHTS ARE RANDOM" in captured.out and "weights: RANDOM weights (seed 7)" in captured.out
 
     (variant, preset, seed, model), = stand_in
-    assert (variant, preset, seed) == ("conv", "tiny", 7)  # tiny is the default without a checkpoint
+    assert (variant, preset, seed) == ("conv", "tiny", 7)  # tiny is the default with --random-weights
     image, ids, mask = model.calls[0]
     assert image.shape == (1, 3, 64, 64) and image.dtype == torch.float32
     assert ids.dtype == torch.int64 and ids.shape == (1, 20)
@@ -92,7 +96,7 @@ def test_predict_image_file_with_text(stand_in, tmp_path, capsys):
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(path)
     out = tmp_path / "o"
     rc = cli.main(["predict", "--image", str(path), "--text", "a photo of a cat", "--size", "32",
-                   "--variant", "mamba", "--out", str(out)])
+                   "--variant", "mamba", "--out", str(out), "--random-weights"])
     assert rc == 0
     (variant, preset, _, model), = stand_in
     assert (variant, preset) == ("mamba", "tiny")
@@ -101,19 +105,43 @@ def test_predict_image_file_with_text(stand_in, tmp_path, capsys):
     assert np.array_equal(saved == 255, left_half_mask(70, 50, 32))
 
 
-def test_predict_with_checkpoint_loads_it_and_defaults_to_base(stand_in, tmp_path, monkeypatch, capsys):
-    loaded = []
+def _fake_checkpoint_module(monkeypatch, found, loaded, report=None):
+    """remamber.checkpoint stand-in: ``inspect_checkpoint`` answers ``found`` (variant, preset)."""
     fake = types.ModuleType("remamber.checkpoint")
-    fake.load_checkpoint = lambda model, path: loaded.append((model, path))
+    fake.inspect_checkpoint = lambda path: (*found, ("contents of", str(path)))
+    fake.load_checkpoint = lambda model, path, contents=None: loaded.append((model, path, contents)) or report
     monkeypatch.setitem(sys.modules, "remamber.checkpoint", fake)
+
+
+@pytest.mark.parametrize("found, built", [((None, None), ("conv", "base")), (("conv", "tiny"), ("conv", "tiny")),
+                                          (("mamba", "base"), ("mamba", "base"))])
+def test_predict_with_checkpoint_builds_the_files_model(stand_in, tmp_path, monkeypatch, capsys, found, built):
+    """The preset and variant follow the file (base when it says nothing: the official checkpoints)."""
+    loaded = []
+    _fake_checkpoint_module(monkeypatch, found, loaded)
     ckpt = tmp_path / "model.pth"
     ckpt.write_bytes(b"PK\x03\x04stand-in")  # a zip header: predict checks the file kind before building
     rc = cli.main(["predict", "--checkpoint", str(ckpt), "--size", "32", "--out", str(tmp_path / "o")])
     assert rc == 0
-    (_, preset, _, model), = stand_in
-    assert preset == "base"
+    (variant, preset, _, model), = stand_in
+    assert (variant, preset) == built
     assert len(loaded) == 1 and loaded[0][0] is model and str(loaded[0][1]) == str(ckpt)
-    assert "RANDOM" not in capsys.readouterr().err
+    assert loaded[0][2] == ("contents of", str(ckpt))  # the file is read once, not again by the loader
+    captured = capsys.readouterr()
+    assert "RANDOM" not in captured.err + captured.out
+    assert f"weights: weights from {ckpt}" in captured.out
+
+
+def test_predict_explicit_preset_is_kept_and_checkpoint_excludes_random(stand_in, tmp_path, monkeypatch, capsys):
+    loaded = []
+    _fake_checkpoint_module(monkeypatch, ("conv", "base"), loaded)
+    ckpt = tmp_path / "model.pth"
+    ckpt.write_bytes(b"PK\x03\x04stand-in")
+    rc = cli.main(["predict", "--checkpoint", str(ckpt), "--preset", "tiny", "--variant", "conv", "--size", "32",
+                   "--out", str(tmp_path / "o")])
+    assert rc == 0 and stand_in[0][:2] == ("conv", "tiny") and loaded[0][2] is None  # nothing to inspect
+    with pytest.raises(SystemExit):  # argparse: mutually exclusive options
+        cli.main(["predict", "--checkpoint", str(ckpt), "--random-weights", "--out", str(tmp_path / "p")])
 
 
 @pytest.mark.parametrize(
@@ -126,6 +154,7 @@ def test_predict_with_checkpoint_loads_it_and_defaults_to_base(stand_in, tmp_pat
     ],
 )
 def test_predict_bad_inputs_exit_2_with_message(stand_in, tmp_path, capsys, argv, needle):
+    argv = [*argv, "--random-weights"] if "--checkpoint" not in argv else argv
     Image.new("RGB", (8, 8)).save(tmp_path / "in.png")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert cli.main(["predict", *argv, "--out", str(tmp_path / "o")]) == 2
@@ -135,9 +164,8 @@ def test_predict_bad_inputs_exit_2_with_message(stand_in, tmp_path, capsys, argv
 
 
 def test_predict_warns_when_the_checkpoint_leaves_weights_random(stand_in, tmp_path, monkeypatch, capsys):
-    fake = types.ModuleType("remamber.checkpoint")
-    fake.load_checkpoint = lambda model, path: types.SimpleNamespace(missing=["decoder.w", "text_encoder.b"])
-    monkeypatch.setitem(sys.modules, "remamber.checkpoint", fake)
+    _fake_checkpoint_module(monkeypatch, (None, "base"), [],
+                            report=types.SimpleNamespace(missing=["decoder.w", "text_encoder.b"]))
     ckpt = tmp_path / "backbone_only.pth"
     ckpt.write_bytes(b"PK\x03\x04stand-in")  # a zip header: predict checks the file kind before building
     assert cli.main(["predict", "--checkpoint", str(ckpt), "--size", "32", "--out", str(tmp_path / "o")]) == 0
@@ -175,7 +203,7 @@ def test_predict_real_tiny_model_and_checkpoint_round_trip(tmp_path, monkeypatch
 
     monkeypatch.setattr(remamber, "build_model", build_then_zeroed_copy)
     common = ["predict", "--sample", "coffee", "--size", "32", "--preset", "tiny"]
-    assert cli.main([*common, "--seed", "3", "--out", str(tmp_path / "a")]) == 0
+    assert cli.main([*common, "--seed", "3", "--random-weights", "--out", str(tmp_path / "a")]) == 0
     first = capsys.readouterr()
     assert "conv/tiny" in first.out and "RANDOM" in first.err
     assert built[0].preset == "tiny" and built[0].variant == "conv"
