@@ -9,31 +9,37 @@ into serialized engines; malformed nodes and bad fields are refused and the capt
 plugin's own message. Engines are never deserialized or run: that needs a GPU (the kernel's maths is
 checked on the CPU by plugins/tests/test_ss2d_kernel_emulation.cpp).
 
-TensorRT-RTX work runs in a subprocess (this file run as a script) because a broken TensorRT-RTX setup
-aborts the process (scripts/fix_trt_rtx.sh) and must not take pytest down with it.
+TensorRT-RTX work runs in a subprocess (tests/_plugin_helpers.py run as a script, the harness shared with
+tests/test_trt_plugin.py) because a broken TensorRT-RTX setup aborts the process (scripts/fix_trt_rtx.sh)
+and must not take pytest down with it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import pathlib
-import shutil
-import subprocess
-import sys
-import tempfile
-
 import pytest
+from _plugin_helpers import (
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    assert_built,
+    assert_refused_with_message,
+    build_each,
+    make_workdir,
+    run_subprocess,
+    trt_rtx_plugin_path,
+    write_model,
+)
 
 pytestmark = pytest.mark.native
 
-PLUGIN_NAMESPACE = "remamber"
-PLUGIN_VERSION = "1"
 NODE_NAME = "ss2d0"
 ERROR_PREFIX = f"remamber::SS2DScan node '{NODE_NAME}': "
+CREATORS = ["SS2DScan", "SelectiveScan"]
+# Dynamic axes: batch 1..2 (opt 1), H 1..64 (opt 32), W (the last) 1..256 (opt 32); the bidi layout's H is
+# the static 1.
+PROFILE = {"batch": [1, 1, 2], "last": [1, 32, 256], "other": [1, 32, 64]}
 
 
-# ---- graph construction (shared by the tests and the subprocess) ----------------------------------
+# ---- graph construction ---------------------------------------------------------------------------
 
 def make_model(dtype="fp32", has_d=True, has_bias=True, *, layout=0, dim=4, nstate=1, static=False, u_rank=4,
                a_rows=None, bc_dirs=4, a_type=None, attrs=None, drop_attrs=()):
@@ -76,153 +82,22 @@ def make_model(dtype="fp32", has_d=True, has_bias=True, *, layout=0, dim=4, nsta
     return model
 
 
-# ---- subprocess side --------------------------------------------------------------------------------
-
-def _recording_logger(trt):
-    """A TensorRT-RTX logger that keeps every message, so results carry the builder's log."""
-
-    class Logger(trt.ILogger):
-        def __init__(self):
-            super().__init__()
-            self.lines = []
-
-        def log(self, severity, msg):
-            self.lines.append(f"[{severity.name}] {msg}")
-
-    return Logger()
-
-
-def _build_all(plugin_path: str, model_paths: list[str]) -> list[dict]:
-    import tensorrt_rtx as trt
-
-    logger = _recording_logger(trt)
-    os.environ["REMAMBER_TRT_PLUGIN_LIB"] = plugin_path
-    from remamber.native import load_trt_plugin
-
-    registry = load_trt_plugin(trt)  # raises NativeLibraryError if TensorRT refuses the library
-    creators = {
-        name: registry.get_creator(name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None
-        for name in ("SS2DScan", "SelectiveScan")
-    }
-    results = []
-    for path in model_paths:
-        logger.lines = []
-        record = {"model": path, "creators": creators, "parsed": False, "engine_bytes": 0}
-        builder = trt.Builder(logger)
-        network = builder.create_network(0)
-        parser = trt.OnnxParser(network, logger)
-        with open(path, "rb") as f:
-            record["parsed"] = bool(parser.parse(f.read()))
-        record["parser_errors"] = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        if record["parsed"]:
-            config = builder.create_builder_config()
-            profile = builder.create_optimization_profile()
-            # Dynamic axes: batch 1..2 (opt 1), H 1..64 (opt 32), W 1..256 (opt 32); the bidi layout's
-            # H is the static 1. Axis roles by position: 0 batch, last W, second to last H.
-            for i in range(network.num_inputs):
-                tensor = network.get_input(i)
-                shape = list(tensor.shape)
-                lo, opt, hi = [], [], []
-                for axis, d in enumerate(shape):
-                    if d != -1:
-                        lo.append(d); opt.append(d); hi.append(d)
-                    elif axis == 0:
-                        lo.append(1); opt.append(1); hi.append(2)
-                    elif axis == len(shape) - 1:
-                        lo.append(1); opt.append(32); hi.append(256)
-                    else:
-                        lo.append(1); opt.append(32); hi.append(64)
-                profile.set_shape(tensor.name, lo, opt, hi)
-            config.add_optimization_profile(profile)
-            engine = builder.build_serialized_network(network, config)
-            record["engine_bytes"] = 0 if engine is None else int(engine.nbytes)
-            record["layers"] = [network.get_layer(i).type.name for i in range(network.num_layers)]
-        record["log"] = logger.lines
-        results.append(record)
-    return results
-
-
-def _create_plugin_direct(plugin_path: str, fields: dict) -> dict:
-    import numpy as np
-    import tensorrt_rtx as trt
-
-    logger = _recording_logger(trt)
-    trt.Builder(logger)  # makes `logger` the logger the plugin library finds
-    registry = trt.get_plugin_registry()
-    registry.load_library(plugin_path)
-    creator = registry.get_creator("SS2DScan", PLUGIN_VERSION, PLUGIN_NAMESPACE)
-    record = {"found_creator": creator is not None, "created": False, "log": []}
-    if creator is not None:
-        record["field_names"] = sorted(f.name for f in creator.field_names)
-        fc = trt.PluginFieldCollection(
-            [trt.PluginField(k, np.array([v], dtype=np.int32), trt.PluginFieldType.INT32) for k, v in fields.items()]
-        )
-        plugin = creator.create_plugin(NODE_NAME, fc, trt.TensorRTPhase.BUILD)
-        record["created"] = plugin is not None
-    record["log"] = logger.lines
-    return record
-
-
-if __name__ == "__main__":  # subprocess entry: python test_ss2d_trt_plugin.py <mode> <plugin> <json args>
-    mode, plugin, arg = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    out = _build_all(plugin, arg) if mode == "build" else _create_plugin_direct(plugin, arg)
-    print("RESULT " + json.dumps(out))
-    sys.exit(0)
-
-
 # ---- pytest side ----------------------------------------------------------------------------------
 
-def _trt_rtx_ready() -> str:
-    """Plugin library path, or skip with the reason TensorRT-RTX cannot be exercised here."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("tensorrt_rtx_libs")
-    if spec is None or importlib.util.find_spec("tensorrt_rtx") is None:
-        pytest.skip("tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13==1.7.1.116)")
-    libdir = pathlib.Path(list(spec.submodule_search_locations)[0])
-    if not (libdir / "libtensorrt_rtx.so").exists():
-        pytest.skip(
-            f"{libdir}/libtensorrt_rtx.so is missing: TensorRT-RTX's ONNX parser would abort the process; "
-            "run `bash scripts/fix_trt_rtx.sh`"
-        )
-    from remamber import native
-    from remamber.errors import NativeLibraryError
-
-    try:
-        return str(native.library_path("trt"))
-    except NativeLibraryError as exc:
-        pytest.skip(f"TensorRT plugin library not built: {exc}")
-
-
 def _run(mode: str, plugin: str, arg):
-    proc = subprocess.run(
-        [sys.executable, __file__, mode, plugin, json.dumps(arg)],
-        capture_output=True, text=True, timeout=300,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, (
-        f"TensorRT-RTX subprocess failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    )
-    # TensorRT-RTX 1.7's logger finder yields no logger, so the plugin's messages land on stderr.
-    return json.loads(lines[-1][len("RESULT "):]), proc.stderr
+    if mode == "build":
+        return run_subprocess(mode, plugin, {"models": arg, "creators": CREATORS, "profile": PROFILE})
+    return run_subprocess(mode, plugin, {"creator": "SS2DScan", "node": NODE_NAME, "fields": arg})
 
 
 @pytest.fixture(scope="module")
 def plugin_path():
-    return _trt_rtx_ready()
+    return trt_rtx_plugin_path()
 
 
 @pytest.fixture(scope="module")
 def workdir():
-    d = tempfile.mkdtemp(prefix="remamber_ss2d_trt_test_")
-    yield pathlib.Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def _write(workdir, name, model) -> str:
-    path = workdir / f"{name}.onnx"
-    path.write_bytes(model.SerializeToString())
-    return str(path)
+    yield from make_workdir("remamber_ss2d_trt_test_")
 
 
 VALID = {
@@ -255,7 +130,7 @@ def test_hand_built_graphs_pass_the_onnx_checker():
 
 @pytest.fixture(scope="module")
 def valid_results(plugin_path, workdir):
-    paths = [_write(workdir, name, make_model(**kw)) for name, kw in VALID.items()]
+    paths = [write_model(workdir, name, make_model(**kw).SerializeToString()) for name, kw in VALID.items()]
     results, _ = _run("build", plugin_path, paths)
     return dict(zip(VALID, results))
 
@@ -267,10 +142,7 @@ def test_library_lists_both_creators(valid_results):
 
 @pytest.mark.parametrize("name", list(VALID))
 def test_valid_graph_parses_and_builds(valid_results, name):
-    r = valid_results[name]
-    assert r["parsed"], f"parse failed: {r['parser_errors']}\n" + "\n".join(r["log"][-20:])
-    assert r["layers"] == ["PLUGIN_V3"], r["layers"]
-    assert r["engine_bytes"] > 0, "no serialized engine:\n" + "\n".join(r["log"][-20:])
+    assert_built(valid_results[name])
 
 
 MALFORMED = {
@@ -287,22 +159,14 @@ MALFORMED = {
 
 @pytest.fixture(scope="module")
 def malformed_results(plugin_path, workdir):
-    # One subprocess per model, so each one's stderr is its own.
-    out = {}
-    for name, (kw, _) in MALFORMED.items():
-        (result,), stderr = _run("build", plugin_path, [_write(workdir, "bad-" + name, make_model(static=True, **kw))])
-        result["stderr"] = stderr
-        out[name] = result
-    return out
+    paths = {name: write_model(workdir, "bad-" + name, make_model(static=True, **kw).SerializeToString())
+             for name, (kw, _) in MALFORMED.items()}
+    return build_each(plugin_path, paths, CREATORS, PROFILE)
 
 
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_malformed_node_refused_with_plugin_message(malformed_results, name):
-    r = malformed_results[name]
-    expected = MALFORMED[name][1]
-    assert not (r["parsed"] and r["engine_bytes"] > 0), f"{name}: an engine was built from a malformed node"
-    log = "\n".join(r["log"] + r["parser_errors"] + [r["stderr"]])
-    assert ERROR_PREFIX in log and expected in log, f"{name}: plugin message missing from the log:\n{log[-3000:]}"
+    assert_refused_with_message(malformed_results[name], name, ERROR_PREFIX, MALFORMED[name][1])
 
 
 def test_fields_declared_and_unknown_field_refused(plugin_path):

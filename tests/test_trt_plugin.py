@@ -7,29 +7,36 @@ nodes are refused at build time and the captured TensorRT log carries the plugin
 `nm -D --defined-only` shows only getCreators and setLoggerFinder.
 Engines are never deserialized or run: that needs a GPU.
 
-TensorRT-RTX work runs in a subprocess (this file run as a script), because a broken TRT-RTX setup
-aborts the whole process (see scripts/fix_trt_rtx.sh) and must not take pytest down with it.
+TensorRT-RTX work runs in a subprocess (tests/_plugin_helpers.py run as a script, the harness shared
+with tests/test_ss2d_trt_plugin.py), because a broken TRT-RTX setup aborts the whole process (see
+scripts/fix_trt_rtx.sh) and must not take pytest down with it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import pathlib
 import shutil
 import subprocess
-import sys
-import tempfile
 
 import pytest
+from _plugin_helpers import (
+    assert_built,
+    assert_refused_with_message,
+    build_each,
+    make_workdir,
+    run_subprocess,
+    trt_rtx_plugin_path,
+    write_model,
+)
 
 pytestmark = pytest.mark.native
 
-PLUGIN_NAMESPACE = "remamber"
 ERROR_PREFIX = "remamber::SelectiveScan node 'scan0': "
+CREATORS = ["SelectiveScan"]
+# Dynamic axes: batch 1..4 (opt 2), L 1..65,536 (opt 4,096).
+PROFILE = {"batch": [1, 2, 4], "last": [1, 4096, 65536], "other": [1, 4096, 65536]}
 
 
-# ---- graph construction (shared by the tests and the subprocess) ----------------------------------
+# ---- graph construction ---------------------------------------------------------------------------
 
 def make_model(dtype="fp32", has_d=True, has_bias=True, *, channels=8, groups=4, nstate=1, a_type=None,
                u_rank=3, attrs=None, explicit_flags=True, empty_names=False, static=False):
@@ -66,152 +73,22 @@ def make_model(dtype="fp32", has_d=True, has_bias=True, *, channels=8, groups=4,
     return model.SerializeToString()
 
 
-# ---- subprocess side --------------------------------------------------------------------------------
-
-def _recording_logger(trt):
-    """A TensorRT-RTX logger that keeps every message, so results can carry the builder's log."""
-
-    class Logger(trt.ILogger):
-        def __init__(self):
-            super().__init__()
-            self.lines = []
-
-        def log(self, severity, msg):
-            self.lines.append(f"[{severity.name}] {msg}")
-
-    return Logger()
-
-
-def _build_all(plugin_path: str, model_paths: list[str]) -> list[dict]:
-    import tensorrt_rtx as trt
-
-    logger = _recording_logger(trt)
-    os.environ["REMAMBER_TRT_PLUGIN_LIB"] = plugin_path
-    from remamber.native import load_trt_plugin
-
-    registry = load_trt_plugin(trt)  # raises NativeLibraryError if TensorRT refuses the library
-    handle = registry.get_creator("SelectiveScan", "1", PLUGIN_NAMESPACE)
-    results = []
-    for path in model_paths:
-        logger.lines = []
-        record = {"model": path, "loaded": handle is not None, "parsed": False, "engine_bytes": 0}  # creator registered
-        builder = trt.Builder(logger)
-        network = builder.create_network(0)
-        parser = trt.OnnxParser(network, logger)
-        with open(path, "rb") as f:
-            record["parsed"] = bool(parser.parse(f.read()))
-        record["parser_errors"] = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        if record["parsed"]:
-            config = builder.create_builder_config()
-            profile = builder.create_optimization_profile()
-            for i in range(network.num_inputs):
-                tensor = network.get_input(i)
-                shape = list(tensor.shape)
-                # dynamic axes: batch 1..4 (opt 2), L 1..65,536 (opt 4,096)
-                def pick(values):
-                    return [values[0] if k == 0 else values[1] for k in range(len(shape))]
-                lo, opt, hi = [], [], []
-                for k, d in enumerate(shape):
-                    if d != -1:
-                        lo.append(d); opt.append(d); hi.append(d)
-                    elif k == 0:
-                        lo.append(1); opt.append(2); hi.append(4)
-                    else:
-                        lo.append(1); opt.append(4096); hi.append(65536)
-                profile.set_shape(tensor.name, lo, opt, hi)
-            config.add_optimization_profile(profile)
-            engine = builder.build_serialized_network(network, config)
-            record["engine_bytes"] = 0 if engine is None else int(engine.nbytes)
-            record["layers"] = [network.get_layer(i).type.name for i in range(network.num_layers)]
-        record["log"] = logger.lines
-        results.append(record)
-    return results
-
-
-def _create_plugin_direct(plugin_path: str, fields: dict) -> dict:
-    import numpy as np
-    import tensorrt_rtx as trt
-
-    logger = _recording_logger(trt)
-    trt.Builder(logger)  # makes `logger` the logger the plugin library finds
-    registry = trt.get_plugin_registry()
-    registry.load_library(plugin_path)
-    creator = registry.get_creator("SelectiveScan", "1", PLUGIN_NAMESPACE)
-    def field(name, value):  # strings as TensorRT passes ONNX string attributes: kCHAR bytes
-        if isinstance(value, str):
-            return trt.PluginField(name, np.frombuffer(value.encode(), dtype=np.int8), trt.PluginFieldType.CHAR)
-        return trt.PluginField(name, np.array([value], dtype=np.int32), trt.PluginFieldType.INT32)
-
-    fc = trt.PluginFieldCollection([field(k, v) for k, v in fields.items()])
-    plugin = creator.create_plugin("scan0", fc, trt.TensorRTPhase.BUILD)
-    return {"created": plugin is not None, "found_creator": creator is not None, "log": logger.lines}
-
-
-if __name__ == "__main__":  # subprocess entry: python test_trt_plugin.py <mode> <plugin> <json args>
-    mode, plugin, arg = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    out = _build_all(plugin, arg) if mode == "build" else _create_plugin_direct(plugin, arg)
-    print("RESULT " + json.dumps(out))
-    sys.exit(0)
-
-
 # ---- pytest side ----------------------------------------------------------------------------------
 
-def _trt_rtx_ready() -> str:
-    """Plugin library path, or skip with the reason TensorRT-RTX cannot be exercised here."""
-    try:
-        import importlib.util
-
-        spec = importlib.util.find_spec("tensorrt_rtx_libs")
-    except Exception:  # pragma: no cover
-        spec = None
-    if spec is None or importlib.util.find_spec("tensorrt_rtx") is None:
-        pytest.skip("tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13==1.7.1.116)")
-    libdir = pathlib.Path(list(spec.submodule_search_locations)[0])
-    if not (libdir / "libtensorrt_rtx.so").exists():
-        pytest.skip(
-            f"{libdir}/libtensorrt_rtx.so is missing: TensorRT-RTX's ONNX parser would abort the process; "
-            "run `bash scripts/fix_trt_rtx.sh`"
-        )
-    from remamber import native
-    from remamber.errors import NativeLibraryError
-
-    try:
-        return str(native.library_path("trt"))
-    except NativeLibraryError as exc:
-        pytest.skip(f"TensorRT plugin library not built: {exc}")
-
-
-def _run(mode: str, plugin: str, arg) -> object:
-    proc = subprocess.run(
-        [sys.executable, __file__, mode, plugin, json.dumps(arg)],
-        capture_output=True, text=True, timeout=300,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, (
-        f"TensorRT-RTX subprocess failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    )
-    result = json.loads(lines[-1][len("RESULT "):])
-    # The plugin logs through TensorRT's logger when the logger finder yields one; TensorRT-RTX 1.7's
-    # yields none, so its messages land on stderr. Both count as the captured log.
-    return result, proc.stderr
+def _run(mode: str, plugin: str, arg):
+    if mode == "build":
+        return run_subprocess(mode, plugin, {"models": arg, "creators": CREATORS, "profile": PROFILE})
+    return run_subprocess(mode, plugin, {"creator": "SelectiveScan", "node": "scan0", "fields": arg})
 
 
 @pytest.fixture(scope="module")
 def plugin_path():
-    return _trt_rtx_ready()
+    return trt_rtx_plugin_path()
 
 
 @pytest.fixture(scope="module")
 def workdir():
-    d = tempfile.mkdtemp(prefix="remamber_trt_test_")
-    yield pathlib.Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def _write(workdir, name, data) -> str:
-    path = workdir / f"{name}.onnx"
-    path.write_bytes(data)
-    return str(path)
+    yield from make_workdir("remamber_trt_test_")
 
 
 VALID = {
@@ -228,7 +105,7 @@ VALID["fp16-plugin-lookup-attrs"] = dict(dtype="fp16", attrs={"plugin_namespace"
 
 @pytest.fixture(scope="module")
 def valid_results(plugin_path, workdir):
-    paths = [_write(workdir, name, make_model(**kw)) for name, kw in VALID.items()]
+    paths = [write_model(workdir, name, make_model(**kw)) for name, kw in VALID.items()]
     results, _ = _run("build", plugin_path, paths)
     return dict(zip(VALID, results))
 
@@ -236,10 +113,8 @@ def valid_results(plugin_path, workdir):
 @pytest.mark.parametrize("name", list(VALID))
 def test_valid_graph_parses_and_builds(valid_results, name):
     r = valid_results[name]
-    assert r["loaded"], "load_library returned None"
-    assert r["parsed"], f"parse failed: {r['parser_errors']}\n" + "\n".join(r["log"][-20:])
-    assert r["layers"] == ["PLUGIN_V3"]
-    assert r["engine_bytes"] > 0, "no serialized engine:\n" + "\n".join(r["log"][-20:])
+    assert r["creators"] == {"SelectiveScan": True}, "load_library registered no SelectiveScan creator"
+    assert_built(r)
 
 
 MALFORMED = {
@@ -254,27 +129,18 @@ MALFORMED = {
 
 @pytest.fixture(scope="module")
 def malformed_results(plugin_path, workdir):
-    # One subprocess per model, so each one's stderr is its own.
-    out = {}
-    for name, (kw, _) in MALFORMED.items():
-        (result,), stderr = _run("build", plugin_path, [_write(workdir, "bad-" + name, make_model(**kw))])
-        result["stderr"] = stderr
-        out[name] = result
-    return out
+    paths = {name: write_model(workdir, "bad-" + name, make_model(**kw)) for name, (kw, _) in MALFORMED.items()}
+    return build_each(plugin_path, paths, CREATORS, PROFILE)
 
 
 @pytest.mark.parametrize("name", list(MALFORMED))
 def test_malformed_node_refused_with_plugin_message(malformed_results, name):
-    r = malformed_results[name]
-    expected = MALFORMED[name][1]
-    assert not (r["parsed"] and r["engine_bytes"] > 0), f"{name}: an engine was built from a malformed node"
-    log = "\n".join(r["log"] + r["parser_errors"] + [r["stderr"]])
-    assert ERROR_PREFIX in log and expected in log, f"{name}: plugin message missing from the log:\n{log[-3000:]}"
+    assert_refused_with_message(malformed_results[name], name, ERROR_PREFIX, MALFORMED[name][1])
 
 
 def test_empty_name_optional_input_is_rejected_by_the_parser(plugin_path, workdir):
     """Documents why the node convention is 'compacted + has_* flags': TRT cannot take "" inputs."""
-    path = _write(workdir, "empty-name", make_model(has_d=False, has_bias=True, empty_names=True))
+    path = write_model(workdir, "empty-name", make_model(has_d=False, has_bias=True, empty_names=True))
     (r,), _ = _run("build", plugin_path, [path])
     assert not r["parsed"]
 
@@ -293,7 +159,7 @@ def test_parser_reads_plugin_version_attribute(plugin_path, workdir):
     (TensorRT-RTX, like TensorRT >= 10.10, falls back to the node's domain for the namespace, so a
     wrong plugin_namespace is not observable here; TensorRT 10.0-10.9 needs it to be right.)
     """
-    path = _write(workdir, "version-2", make_model(attrs={"plugin_namespace": "remamber", "plugin_version": "2"}))
+    path = write_model(workdir, "version-2", make_model(attrs={"plugin_namespace": "remamber", "plugin_version": "2"}))
     (r,), _ = _run("build", plugin_path, [path])
     assert not r["parsed"]
     assert any("Plugin not found" in e for e in r["parser_errors"]), r["parser_errors"]
