@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare-inputs": ("remamber.prepare_inputs", "write an image and sentence as the network's input .npy files (C++ runner)"),
     "eval": ("remamber.bench.eval_cli", "oIoU/mIoU per runtime and precision on a RefCOCO-format dataset"),
     "make-dataset": ("remamber.data.cli", "write a synthetic referring-segmentation dataset in the RefCOCO layout"),
+    "train": ("remamber.train.cli", "train ReMamber (tiny preset) with a resumable checkpoint, logged metrics and an fp16 export"),
 }
 
 
