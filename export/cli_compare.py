@@ -4,7 +4,9 @@ Runs the ONNX graph and the PyTorch model on the same deterministic inputs and p
 output (logits, and with --mark-intermediates the 4 backbone stages and the decoder feature).
 Exit status 0 when the logits meet the tolerances of export/parity_check.py, 1 when they do not
 (2 for bad input, as every command). The model defaults to what the ONNX metadata records
-(variant, preset, seed or checkpoint path).
+(variant, preset, seed or checkpoint path). With trained weights (a checkpoint, e.g. the demo's)
+the inputs are the demo image and its sentence, so the mask IoU and pixel disagreement compare real
+masks; with random weights they are seeded noise (``--input`` chooses).
 
 Examples:
   remamber-deploy compare remamber_conv_base_480_fp32.onnx --checkpoint ReMamber_Conv.pth
@@ -30,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int_type("--batch", minimum=1, maximum=MAX_BATCH), default=1,
                         help="batch size of the test inputs (default 1)")
     parser.add_argument("--input-seed", type=int_type("--input-seed", minimum=0, maximum=2**63 - 1), default=0,
-                        help="seed of the test inputs (default 0)")
+                        help="seed of the noise inputs (default 0)")
+    parser.add_argument("--input", choices=("auto", "demo", "noise"), default="auto",
+                        help="demo = the generated demo image and its sentence (real masks); noise = seeded random "
+                             "tensors; auto (default): demo when the weights come from a checkpoint, else noise")
     parser.add_argument("--threads", type=int_type("--threads", minimum=1, maximum=1024), default=None,
                         help="ONNX Runtime intra-op threads")
     parser.add_argument("--allow-no-scan", action="store_true",
@@ -56,6 +61,19 @@ def _from_graph(args, meta: dict) -> tuple[str, str, int, Path | None]:
         checkpoint = Path(weights)
     seed = args.seed if args.seed is not None else int(meta.get("remamber.seed", 0))
     return variant, preset, seed, checkpoint
+
+
+def demo_inputs(batch: int, graph):
+    """The demo image (preprocessed at the graph's resolution) and its sentence, repeated ``batch`` times."""
+    from remamber import imageio, tokenizer
+    from remamber.demo import demo_sample
+
+    resolution = next(i for i in graph.graph.input if i.name == "image").type.tensor_type.shape.dim[2].dim_value
+    sample = demo_sample()
+    print(f"inputs: {sample.name}, \"{sample.sentence}\" (x{batch})", file=sys.stderr)
+    image = imageio.preprocess(sample.image, resolution).repeat(batch, 1, 1, 1)
+    ids, attention = tokenizer.tokenize([sample.sentence] * batch)  # int64 (B, 20)
+    return image, ids, attention
 
 
 def run(args) -> int:
@@ -95,9 +113,12 @@ def run(args) -> int:
                   f"to {onnx_path}", file=sys.stderr)
             export_onnx(model, onnx_path, resolution, precision, intermediates=intermediates,
                         metadata=model_source.model_metadata(variant, preset, seed, checkpoint))
+    inputs = None
+    if args.input == "demo" or (args.input == "auto" and checkpoint is not None):
+        inputs = demo_inputs(args.batch, graph)
     try:
         report = parity_check.run_compare(onnx_path, model, batch=args.batch, input_seed=args.input_seed,
-                                          threads=args.threads, intermediates=intermediates)
+                                          threads=args.threads, intermediates=intermediates, inputs=inputs)
     finally:
         if tmp is not None:
             tmp.cleanup()

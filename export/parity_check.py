@@ -206,10 +206,12 @@ def torch_reference(model, inputs, intermediates=None) -> tuple[dict, float]:
 
 def run_compare(onnx_path, model, batch: int = 1, input_seed: int = 0, threads: int | None = None,
                 intermediates: dict | None = None, precision: str | None = None, tol: Tolerance | None = None,
-                session=None) -> CompareReport:
+                session=None, inputs=None) -> CompareReport:
     """Run the ONNX graph in ORT and ``model`` in PyTorch on the same inputs and compare them.
 
-    ``intermediates`` (name -> module) must match the graph's extra outputs when given."""
+    ``intermediates`` (name -> module) must match the graph's extra outputs when given. ``inputs``:
+    (image, input_ids, attention_mask) tensors at the graph's resolution (e.g. the demo image and its
+    sentence, so the masks compared are real ones); default: ``example_inputs`` (seeded noise)."""
     from . import graph_checks
     from .onnx_export import INPUT_NAMES, example_inputs
     from .ort_session import make_session
@@ -219,7 +221,8 @@ def run_compare(onnx_path, model, batch: int = 1, input_seed: int = 0, threads: 
     precision = precision or meta.get("remamber.precision", "fp32")
     image = next(i for i in graph.graph.input if i.name == "image")
     resolution = image.type.tensor_type.shape.dim[2].dim_value
-    inputs = example_inputs(batch, resolution, seed=input_seed)
+    if inputs is None:
+        inputs = example_inputs(batch, resolution, seed=input_seed)
     reference, torch_seconds = torch_reference(model, inputs, intermediates)
     graph_outputs = [o.name for o in graph.graph.output]
     missing = [n for n in reference if n not in graph_outputs]

@@ -316,3 +316,20 @@ def test_bench_uses_the_demo_by_default(demo_dir, tmp_path, monkeypatch, capsys)
     for text in (demo.DEMO_DESCRIPTION, "## Masks", f"{row['mask']['truth_iou']:.4f}"):
         assert text in md and text.replace("## ", "") in captured.out
     assert "RANDOM" not in md + captured.out + captured.err
+
+
+def test_compare_demo_inputs_are_the_demo_image_and_sentence():
+    """compare's real-mask inputs: the demo image at the graph's resolution and its sentence, per batch item."""
+    from remamber import imageio, tokenizer
+    from remamber.export.cli_compare import demo_inputs
+
+    dim = types.SimpleNamespace(dim_value=64)
+    image_input = types.SimpleNamespace(name="image", type=types.SimpleNamespace(
+        tensor_type=types.SimpleNamespace(shape=types.SimpleNamespace(dim=[dim, dim, dim, dim]))))
+    graph = types.SimpleNamespace(graph=types.SimpleNamespace(input=[image_input]))
+    image, ids, attention = demo_inputs(2, graph)
+    sample = demo.demo_sample()
+    want_ids, want_attention = tokenizer.tokenize([sample.sentence])
+    assert image.shape == (2, 3, 64, 64) and ids.dtype == torch.int64 and attention.dtype == torch.int64
+    assert torch.equal(image[1], imageio.preprocess(sample.image, 64)[0])
+    assert torch.equal(ids[1], want_ids[0]) and torch.equal(attention[0], want_attention[0])
