@@ -47,10 +47,19 @@ WARMUP_DEFAULT = "200ms"
 EXIT_RUNTIME_FAILED = 1
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where the help does not already name the default and X is not None."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .runtimes import RUNTIMES
 
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.formatter_class = HelpFormatter
     model = parser.add_argument_group("model")
     model.add_argument("--variant", choices=VARIANTS,
                        help="conv = paper, mamba = released (default: the checkpoint's; conv with --random-weights)")

@@ -54,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..validate.numbers import MAX_COUNT, float_type, int_type, size_type
     from .runtimes import RUNTIMES
 
-    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    from .cli import HelpFormatter
+
+    parser.formatter_class = HelpFormatter
     data = parser.add_argument_group("data (LAVT/ReMamber layout: <data>/<dataset>/instances.json, refs(<split-by>).p, <data>/train2014/)")
     data.add_argument("--data", required=True, metavar="DIR", help="folder holding <dataset>/ and train2014/")
     data.add_argument("--dataset", default="refcoco", help="refcoco, refcoco+ or refcocog")
