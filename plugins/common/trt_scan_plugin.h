@@ -178,10 +178,12 @@ class ScanPlugin : public nvinfer1::IPluginV3,
  private:
   // Maps nbInputs onto input slots, or logs why it cannot and returns false.
   bool resolveLayout(int32_t nbInputs, InputLayout& layout) const noexcept;
-  // Validates the inputs of configurePlugin / onShapeChange (bounds: the profile's, or nullptr) and
-  // remembers the input layout for enqueue. Returns 0 or -1 (after logging the problem).
-  int32_t checkInputs(nvinfer1::PluginTensorDesc const* const* in, int32_t nbInputs, int32_t nbOutputs,
-                      nvinfer1::DynamicPluginTensorDesc const* bounds) noexcept;
+  // Validates the inputs of configurePlugin / onShapeChange (descOf(i): input i's PluginTensorDesc;
+  // bounds: the profile's, or nullptr) and remembers the input layout for enqueue. Returns 0 or -1
+  // (after logging the problem).
+  template <class DescOf>
+  int32_t checkInputs(int32_t nbInputs, int32_t nbOutputs, nvinfer1::DynamicPluginTensorDesc const* bounds,
+                      DescOf descOf) noexcept;
   std::string where() const { return detail::whereOf(Op::kName, mNodeName); }
 
   std::string mNodeName;
@@ -350,8 +352,9 @@ bool ScanPlugin<Op>::supportsFormatCombination(int32_t pos, nvinfer1::DynamicPlu
 }
 
 template <class Op>
-int32_t ScanPlugin<Op>::checkInputs(nvinfer1::PluginTensorDesc const* const* in, int32_t nbInputs, int32_t nbOutputs,
-                                    nvinfer1::DynamicPluginTensorDesc const* bounds) noexcept {
+template <class DescOf>
+int32_t ScanPlugin<Op>::checkInputs(int32_t nbInputs, int32_t nbOutputs,
+                                    nvinfer1::DynamicPluginTensorDesc const* bounds, DescOf descOf) noexcept {
   try {
     InputLayout layout;
     if (nbOutputs != 1 || !resolveLayout(nbInputs, layout)) return -1;
@@ -361,8 +364,9 @@ int32_t ScanPlugin<Op>::checkInputs(nvinfer1::PluginTensorDesc const* const* in,
     for (int i = 0; i < scan::kNumInputs; ++i) {
       if (slot[i] < 0) continue;
       desc[i].present = true;
-      desc[i].type = detail::toElemType(in[slot[i]]->type);
-      desc[i].dims = detail::toDims(in[slot[i]]->dims);  // dynamic dimensions read as -1
+      nvinfer1::PluginTensorDesc const& d = descOf(slot[i]);  // slot < nbInputs: resolveLayout checked the count
+      desc[i].type = detail::toElemType(d.type);
+      desc[i].dims = detail::toDims(d.dims);  // dynamic dimensions read as -1
     }
     const std::string problem = Op::validateInputs(desc, bounds);
     if (!problem.empty()) {
@@ -382,10 +386,8 @@ template <class Op>
 int32_t ScanPlugin<Op>::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
                                         nvinfer1::DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept {
   try {
-    if (nbInputs < 0 || nbInputs > scan::kNumInputs) return checkInputs(nullptr, nbInputs, nbOutputs, nullptr);
-    nvinfer1::PluginTensorDesc const* descs[scan::kNumInputs];
-    for (int32_t i = 0; i < nbInputs; ++i) descs[i] = &in[i].desc;
-    return checkInputs(descs, nbInputs, nbOutputs, in);
+    return checkInputs(nbInputs, nbOutputs, in,
+                       [in](int32_t i) -> nvinfer1::PluginTensorDesc const& { return in[i].desc; });
   } catch (...) {
     detail::reportCaught(Op::kName, mNodeName, "configurePlugin");
   }
@@ -396,10 +398,8 @@ template <class Op>
 int32_t ScanPlugin<Op>::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
                                       nvinfer1::PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept {
   try {
-    if (nbInputs < 0 || nbInputs > scan::kNumInputs) return checkInputs(nullptr, nbInputs, nbOutputs, nullptr);
-    nvinfer1::PluginTensorDesc const* descs[scan::kNumInputs];
-    for (int32_t i = 0; i < nbInputs; ++i) descs[i] = &in[i];
-    return checkInputs(descs, nbInputs, nbOutputs, nullptr);
+    return checkInputs(nbInputs, nbOutputs, nullptr,
+                       [in](int32_t i) -> nvinfer1::PluginTensorDesc const& { return in[i]; });
   } catch (...) {
     detail::reportCaught(Op::kName, mNodeName, "onShapeChange");
   }

@@ -5,23 +5,19 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "selectiveScanPlugin.h"
 #include "ss2dScanPlugin.h"
+#include "test_check.h"
 
 using namespace nvinfer1;
 
 namespace {
 
-int failures = 0;
-
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAIL: %s\n", what);
-    ++failures;
-  }
-}
+using test_check::check;
+using test_check::failures;
 
 int32_t fieldValue(PluginFieldCollection const* fc, char const* name) {
   for (int32_t i = 0; i < fc->nbFields; ++i)
@@ -30,39 +26,63 @@ int32_t fieldValue(PluginFieldCollection const* fc, char const* name) {
   return -100;
 }
 
+using Values = std::vector<std::pair<char const*, int32_t>>;
+
+bool holds(PluginFieldCollection const* fc, Values const& values) {
+  for (auto const& [name, value] : values)
+    if (fieldValue(fc, name) != value) return false;
+  return true;
+}
+
+// The creator's identity and field list, createPlugin with `values` as kINT32 fields, and the round trip
+// getFieldsToSerialize -> createPlugin -> getFieldsToSerialize keeping every value. Returns the plugin.
+std::unique_ptr<IPluginV3> checkCreateAndRoundTrip(IPluginCreatorV3One& creator, char const* name, char const* node,
+                                                   Values values) {
+  const std::string op = name;
+  check(std::string(creator.getPluginName()) == name, (op + ": plugin name").c_str());
+  check(std::string(creator.getPluginVersion()) == "1", (op + ": plugin version").c_str());
+  check(std::string(creator.getPluginNamespace()) == "remamber", (op + ": plugin namespace").c_str());
+  PluginFieldCollection const* declared = creator.getFieldNames();
+  bool sameFields = declared->nbFields == static_cast<int32_t>(values.size());
+  for (int32_t i = 0; sameFields && i < declared->nbFields; ++i)
+    sameFields = std::strcmp(declared->fields[i].name, values[i].first) == 0;
+  check(sameFields, (op + ": the declared fields, in order").c_str());
+
+  std::vector<PluginField> fields;
+  for (auto& [field, value] : values) fields.emplace_back(field, &value, PluginFieldType::kINT32, 1);
+  PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.data()};
+  std::unique_ptr<IPluginV3> plugin(creator.createPlugin(node, &fc, TensorRTPhase::kBUILD));
+  check(plugin != nullptr, (op + ": createPlugin with valid fields").c_str());
+  if (!plugin) return plugin;
+  auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+  PluginFieldCollection const* saved = runtime->getFieldsToSerialize();
+  check(holds(saved, values), (op + ": serialized fields hold the attribute values").c_str());
+  std::unique_ptr<IPluginV3> restored(creator.createPlugin(node, saved, TensorRTPhase::kRUNTIME));
+  check(restored != nullptr, (op + ": createPlugin from serialized fields").c_str());
+  if (restored) {
+    auto* rt2 = static_cast<IPluginV3OneRuntime*>(restored->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    check(holds(rt2->getFieldsToSerialize(), values), (op + ": round trip keeps every field").c_str());
+  }
+  std::unique_ptr<IPluginV3> copy(plugin->clone());
+  check(copy != nullptr, (op + ": clone").c_str());
+  return plugin;
+}
+
+// createPlugin with one field must be refused.
+void checkRefused(IPluginCreatorV3One& creator, char const* field, PluginFieldType type, void const* data,
+                  char const* what) {
+  std::vector<PluginField> fields{{field, data, type, 1}};
+  PluginFieldCollection fc{1, fields.data()};
+  check(creator.createPlugin("bad", &fc, TensorRTPhase::kBUILD) == nullptr, what);
+}
+
 }  // namespace
 
 int main() {
   remamber::trt::SelectiveScanPluginCreator creator;
-  check(std::string(creator.getPluginName()) == "SelectiveScan", "plugin name");
-  check(std::string(creator.getPluginVersion()) == "1", "plugin version");
-  check(std::string(creator.getPluginNamespace()) == "remamber", "plugin namespace");
-  check(creator.getFieldNames()->nbFields == 3, "three fields listed");
-
-  int32_t softplus = 0, hasD = 1, hasBias = 0;
-  std::vector<PluginField> fields{{"delta_softplus", &softplus, PluginFieldType::kINT32, 1},
-                                  {"has_D", &hasD, PluginFieldType::kINT32, 1},
-                                  {"has_delta_bias", &hasBias, PluginFieldType::kINT32, 1}};
-  PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.data()};
-  std::unique_ptr<IPluginV3> plugin(creator.createPlugin("scan0", &fc, TensorRTPhase::kBUILD));
-  check(plugin != nullptr, "createPlugin with valid fields");
+  std::unique_ptr<IPluginV3> plugin = checkCreateAndRoundTrip(
+      creator, "SelectiveScan", "scan0", {{"delta_softplus", 0}, {"has_D", 1}, {"has_delta_bias", 0}});
   if (plugin) {
-    auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
-    PluginFieldCollection const* saved = runtime->getFieldsToSerialize();
-    check(fieldValue(saved, "delta_softplus") == 0 && fieldValue(saved, "has_D") == 1 &&
-              fieldValue(saved, "has_delta_bias") == 0,
-          "serialized fields hold the attribute values");
-    std::unique_ptr<IPluginV3> restored(creator.createPlugin("scan0", saved, TensorRTPhase::kRUNTIME));
-    check(restored != nullptr, "createPlugin from serialized fields");
-    if (restored) {
-      auto* rt2 = static_cast<IPluginV3OneRuntime*>(restored->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
-      PluginFieldCollection const* again = rt2->getFieldsToSerialize();
-      check(fieldValue(again, "delta_softplus") == 0 && fieldValue(again, "has_D") == 1 &&
-                fieldValue(again, "has_delta_bias") == 0,
-            "round trip keeps every field");
-    }
-    std::unique_ptr<IPluginV3> copy(plugin->clone());
-    check(copy != nullptr, "clone");
     auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
     DataType in[6] = {DataType::kHALF, DataType::kHALF, DataType::kFLOAT, DataType::kHALF, DataType::kHALF, DataType::kFLOAT};
     DataType out = DataType::kINT8;
@@ -72,53 +92,25 @@ int main() {
     check(build->getOutputDataTypes(&out, 1, in, 4) != 0, "4 inputs refused");
     check(build->getNbOutputs() == 1, "one output");
   }
-
-  int32_t bad = 7;
-  std::vector<PluginField> badFields{{"delta_softplus", &bad, PluginFieldType::kINT32, 1}};
-  PluginFieldCollection badFc{1, badFields.data()};
-  check(creator.createPlugin("scan1", &badFc, TensorRTPhase::kBUILD) == nullptr, "delta_softplus=7 refused");
-  std::vector<PluginField> unknown{{"delta_softpls", &softplus, PluginFieldType::kINT32, 1}};
-  PluginFieldCollection unknownFc{1, unknown.data()};
-  check(creator.createPlugin("scan2", &unknownFc, TensorRTPhase::kBUILD) == nullptr, "unknown field refused");
-  float f = 1.0f;
-  std::vector<PluginField> floatField{{"has_D", &f, PluginFieldType::kFLOAT32, 1}};
-  PluginFieldCollection floatFc{1, floatField.data()};
-  check(creator.createPlugin("scan3", &floatFc, TensorRTPhase::kBUILD) == nullptr, "float field refused");
+  const int32_t seven = 7, two = 2, one = 1;
+  const float f = 1.0f;
+  checkRefused(creator, "delta_softplus", PluginFieldType::kINT32, &seven, "delta_softplus=7 refused");
+  checkRefused(creator, "delta_softpls", PluginFieldType::kINT32, &one, "unknown field refused");
+  checkRefused(creator, "has_D", PluginFieldType::kFLOAT32, &f, "float field refused");
 
   // SS2DScan: the same machinery (plugins/common/trt_scan_plugin.h) with four fields, layout first.
   remamber::trt::SS2DScanPluginCreator ss2d;
-  check(std::string(ss2d.getPluginName()) == "SS2DScan", "SS2DScan plugin name");
-  check(std::string(ss2d.getPluginVersion()) == "1" && std::string(ss2d.getPluginNamespace()) == "remamber",
-        "SS2DScan version and namespace");
-  check(ss2d.getFieldNames()->nbFields == 4 && std::strcmp(ss2d.getFieldNames()->fields[0].name, "layout") == 0,
-        "SS2DScan lists four fields, layout first");
-  int32_t layout = 1, ss2dSoftplus = 0, ss2dHasD = 0, ss2dHasBias = 1;
-  std::vector<PluginField> ss2dFields{{"layout", &layout, PluginFieldType::kINT32, 1},
-                                      {"delta_softplus", &ss2dSoftplus, PluginFieldType::kINT32, 1},
-                                      {"has_D", &ss2dHasD, PluginFieldType::kINT32, 1},
-                                      {"has_delta_bias", &ss2dHasBias, PluginFieldType::kINT32, 1}};
-  PluginFieldCollection ss2dFc{static_cast<int32_t>(ss2dFields.size()), ss2dFields.data()};
-  std::unique_ptr<IPluginV3> ss2dPlugin(ss2d.createPlugin("ss2d0", &ss2dFc, TensorRTPhase::kBUILD));
-  check(ss2dPlugin != nullptr, "SS2DScan createPlugin with valid fields");
+  std::unique_ptr<IPluginV3> ss2dPlugin = checkCreateAndRoundTrip(
+      ss2d, "SS2DScan", "ss2d0", {{"layout", 1}, {"delta_softplus", 0}, {"has_D", 0}, {"has_delta_bias", 1}});
   if (ss2dPlugin) {
-    auto* runtime = static_cast<IPluginV3OneRuntime*>(ss2dPlugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
-    PluginFieldCollection const* saved = runtime->getFieldsToSerialize();
-    check(fieldValue(saved, "layout") == 1 && fieldValue(saved, "delta_softplus") == 0 && fieldValue(saved, "has_D") == 0 &&
-              fieldValue(saved, "has_delta_bias") == 1,
-          "SS2DScan serialized fields hold the attribute values");
-    std::unique_ptr<IPluginV3> restored(ss2d.createPlugin("ss2d0", saved, TensorRTPhase::kRUNTIME));
-    check(restored != nullptr, "SS2DScan createPlugin from serialized fields");
     auto* build = static_cast<IPluginV3OneBuild*>(ss2dPlugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
     DataType in[6] = {DataType::kBF16, DataType::kBF16, DataType::kFLOAT, DataType::kBF16, DataType::kBF16, DataType::kFLOAT};
     DataType out = DataType::kINT8;
     check(build->getOutputDataTypes(&out, 1, in, 6) == 0 && out == DataType::kFLOAT, "SS2DScan bf16 inputs give float32");
     check(build->getOutputDataTypes(&out, 1, in, 7) != 0, "SS2DScan 7 inputs refused with has_D=0 has_delta_bias=1");
   }
-  int32_t badLayout = 2;
-  std::vector<PluginField> badLayoutFields{{"layout", &badLayout, PluginFieldType::kINT32, 1}};
-  PluginFieldCollection badLayoutFc{1, badLayoutFields.data()};
-  check(ss2d.createPlugin("ss2d1", &badLayoutFc, TensorRTPhase::kBUILD) == nullptr, "SS2DScan layout=2 refused");
-  check(ss2d.createPlugin("ss2d2", &unknownFc, TensorRTPhase::kBUILD) == nullptr, "SS2DScan unknown field refused");
+  checkRefused(ss2d, "layout", PluginFieldType::kINT32, &two, "SS2DScan layout=2 refused");
+  checkRefused(ss2d, "delta_softpls", PluginFieldType::kINT32, &one, "SS2DScan unknown field refused");
 
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);

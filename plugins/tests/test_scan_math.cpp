@@ -8,19 +8,13 @@
 
 #include "scan_cpu.h"
 #include "scan_math.h"
+#include "test_check.h"
 
 namespace {
 
-int failures = 0;
-
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAIL: %s\n", what);
-    ++failures;
-  }
-}
-
-double softplus_ref(double x) { return x <= 20.0 ? std::log1p(std::exp(x)) : x; }
+using test_check::check;
+using test_check::failures;
+using test_check::softplus_ref;
 
 void test_elementwise() {
   using namespace remamber::scan;

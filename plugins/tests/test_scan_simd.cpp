@@ -12,6 +12,7 @@
 
 #include "scan_cpu.h"
 #include "scan_math.h"
+#include "test_check.h"
 
 #define REMAMBER_SIMD_NS simd_test
 #define REMAMBER_SIMD_BYTES 16
@@ -21,16 +22,9 @@ namespace {
 
 using namespace remamber::scan;
 
-int failures = 0;
-
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "FAIL: %s\n", what);
-    ++failures;
-  }
-}
-
-double softplus_ref(double x) { return x <= 20.0 ? std::log1p(std::exp(x)) : x; }
+using test_check::check;
+using test_check::failures;
+using test_check::softplus_ref;
 
 // ---- vector maths --------------------------------------------------------------------------------
 
