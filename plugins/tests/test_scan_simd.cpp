@@ -12,6 +12,7 @@
 
 #include "scan_cpu.h"
 #include "scan_math.h"
+#include "scan_operands.h"
 #include "test_check.h"
 
 #define REMAMBER_SIMD_NS simd_test
@@ -161,20 +162,14 @@ void test_selective(int64_t batch, int64_t channels, int64_t length, int64_t gro
   for (auto& a : A) a = -std::exp(a);
   auto D = make_f32(static_cast<size_t>(channels), gen, 1.0f, 0.0f), bias = make_f32(static_cast<size_t>(channels), gen, 0.5f, 0.0f);
   ScanArgs args;
-  args.u = u.data(dtype);
-  args.delta = delta.data(dtype);
-  args.A = A.data();
-  args.B = B.data(dtype);
-  args.C = C.data(dtype);
-  args.D = with_d ? D.data() : nullptr;
-  args.delta_bias = with_bias ? bias.data() : nullptr;
   args.shape.batch = batch;
   args.shape.channels = channels;
   args.shape.length = length;
   args.shape.groups = groups;
   args.shape.nstate = nstate;
-  args.dtype = dtype;
-  args.delta_softplus = softplus_on;
+  const void* const in[kNumInputs] = {u.data(dtype), delta.data(dtype), A.data(),  B.data(dtype),
+                                     C.data(dtype), with_d ? D.data() : nullptr, with_bias ? bias.data() : nullptr};
+  set_operands(args, in, nullptr, dtype, softplus_on);  // y: set once allocated below
   std::vector<double> ref(io);
   const int64_t L = length, N = nstate, per_group = channels / groups;
   for (int64_t b = 0; b < batch; ++b)
@@ -236,21 +231,15 @@ void test_ss2d(int layout, int64_t batch, int64_t dim, int64_t H, int64_t W, int
   for (auto& a : A) a = -std::exp(a);
   auto D = make_f32(static_cast<size_t>(K * dim), gen, 1.0f, 0.0f), bias = make_f32(static_cast<size_t>(K * dim), gen, 0.5f, 0.0f);
   SS2DArgs args;
-  args.u = u.data(dtype);
-  args.delta = delta.data(dtype);
-  args.A = A.data();
-  args.B = B.data(dtype);
-  args.C = C.data(dtype);
-  args.D = with_d ? D.data() : nullptr;
-  args.delta_bias = with_bias ? bias.data() : nullptr;
   args.shape.batch = batch;
   args.shape.dim = dim;
   args.shape.height = H;
   args.shape.width = W;
   args.shape.nstate = nstate;
   args.layout = static_cast<SS2DLayout>(layout);
-  args.dtype = dtype;
-  args.delta_softplus = softplus_on;
+  const void* const in[kNumInputs] = {u.data(dtype), delta.data(dtype), A.data(),  B.data(dtype),
+                                     C.data(dtype), with_d ? D.data() : nullptr, with_bias ? bias.data() : nullptr};
+  set_operands(args, in, nullptr, dtype, softplus_on);  // y: set once allocated below
   check(check_ss2d_shape(args.shape, layout) == nullptr, "ss2d shape accepted");
   std::vector<double> ref(nu, 0.0);
   for (int64_t b = 0; b < batch; ++b)
