@@ -169,11 +169,30 @@ def run_subprocess(mode: str, plugin: str, arg) -> tuple[object, str]:
     return json.loads(lines[-1][len("RESULT "):]), proc.stderr
 
 
-def make_workdir(prefix: str):
-    """A temporary folder for the test graphs (a generator for a module-scoped fixture)."""
-    d = tempfile.mkdtemp(prefix=prefix)
+@pytest.fixture(scope="module")
+def plugin_path():
+    """The plugin library under test (a test module imports this fixture)."""
+    return trt_rtx_plugin_path()
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    """A temporary folder for the test graphs (a test module imports this fixture)."""
+    d = tempfile.mkdtemp(prefix="remamber_trt_test_")
     yield pathlib.Path(d)
     shutil.rmtree(d, ignore_errors=True)
+
+
+def plugin_runner(creator: str, node: str, creators: list[str], profile: dict):
+    """run(mode, plugin, arg) for one plugin: "build" with arg = model paths (engines built with `profile`,
+    `creators` looked up), "create" with arg = fields (createPlugin of `creator` for node `node`)."""
+
+    def run(mode: str, plugin: str, arg):
+        if mode == "build":
+            return run_subprocess(mode, plugin, {"models": arg, "creators": creators, "profile": profile})
+        return run_subprocess(mode, plugin, {"creator": creator, "node": node, "fields": arg})
+
+    return run
 
 
 def write_model(workdir: pathlib.Path, name: str, data: bytes) -> str:

@@ -17,17 +17,9 @@ and must not take pytest down with it.
 from __future__ import annotations
 
 import pytest
-from _plugin_helpers import (
-    PLUGIN_NAMESPACE,
-    PLUGIN_VERSION,
-    assert_built,
-    assert_refused_with_message,
-    build_each,
-    make_workdir,
-    run_subprocess,
-    trt_rtx_plugin_path,
-    write_model,
-)
+from _plugin_helpers import PLUGIN_NAMESPACE, PLUGIN_VERSION, assert_built, assert_refused_with_message, build_each
+from _plugin_helpers import plugin_runner, write_model
+from _plugin_helpers import plugin_path, workdir  # noqa: F401  (pytest fixtures, used by name)
 
 pytestmark = pytest.mark.native
 
@@ -84,20 +76,7 @@ def make_model(dtype="fp32", has_d=True, has_bias=True, *, layout=0, dim=4, nsta
 
 # ---- pytest side ----------------------------------------------------------------------------------
 
-def _run(mode: str, plugin: str, arg):
-    if mode == "build":
-        return run_subprocess(mode, plugin, {"models": arg, "creators": CREATORS, "profile": PROFILE})
-    return run_subprocess(mode, plugin, {"creator": "SS2DScan", "node": NODE_NAME, "fields": arg})
-
-
-@pytest.fixture(scope="module")
-def plugin_path():
-    return trt_rtx_plugin_path()
-
-
-@pytest.fixture(scope="module")
-def workdir():
-    yield from make_workdir("remamber_ss2d_trt_test_")
+_run = plugin_runner("SS2DScan", NODE_NAME, CREATORS, PROFILE)
 
 
 VALID = {

@@ -18,15 +18,9 @@ import shutil
 import subprocess
 
 import pytest
-from _plugin_helpers import (
-    assert_built,
-    assert_refused_with_message,
-    build_each,
-    make_workdir,
-    run_subprocess,
-    trt_rtx_plugin_path,
-    write_model,
-)
+from _plugin_helpers import assert_built, assert_refused_with_message, build_each
+from _plugin_helpers import plugin_runner, write_model
+from _plugin_helpers import plugin_path, workdir  # noqa: F401  (pytest fixtures, used by name)
 
 pytestmark = pytest.mark.native
 
@@ -75,20 +69,7 @@ def make_model(dtype="fp32", has_d=True, has_bias=True, *, channels=8, groups=4,
 
 # ---- pytest side ----------------------------------------------------------------------------------
 
-def _run(mode: str, plugin: str, arg):
-    if mode == "build":
-        return run_subprocess(mode, plugin, {"models": arg, "creators": CREATORS, "profile": PROFILE})
-    return run_subprocess(mode, plugin, {"creator": "SelectiveScan", "node": "scan0", "fields": arg})
-
-
-@pytest.fixture(scope="module")
-def plugin_path():
-    return trt_rtx_plugin_path()
-
-
-@pytest.fixture(scope="module")
-def workdir():
-    yield from make_workdir("remamber_trt_test_")
+_run = plugin_runner("SelectiveScan", "scan0", CREATORS, PROFILE)
 
 
 VALID = {
