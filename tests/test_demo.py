@@ -63,6 +63,13 @@ def test_valid_metadata_loads(demo_dir):
     assert path == demo_dir / demo.CHECKPOINT_NAME and meta2 == meta
 
 
+def test_metadata_of_a_model_trained_on_a_data_folder(demo_dir):
+    data = copy.deepcopy(GOOD_METADATA)
+    data["training"]["data"] = {"path": "/data/shapes"}  # `train --data DIR`: no generator settings to record
+    (demo_dir / demo.METADATA_NAME).write_text(json.dumps(data))
+    assert demo.load_demo_metadata().training["data"] == {"path": "/data/shapes"}
+
+
 def _broken(data, path, key_path, value):
     data = copy.deepcopy(data)
     *parents, last = key_path
