@@ -25,67 +25,7 @@
 #include "host_half.h"
 #include "scan_math.h"
 
-// ---- CUDA shims ------------------------------------------------------------------------------------
-using cudaError_t = int;
-using cudaStream_t = void*;
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-#define __shared__ static  // one copy per kernel instantiation; blocks run one at a time
-
-struct uint2 {
-  unsigned x, y;
-};
-struct uint4 {
-  unsigned x, y, z, w;
-};
-struct float4 {
-  float x, y, z, w;
-};
-inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
-struct __half {
-  uint16_t bits;
-};
-struct __nv_bfloat16 {
-  uint16_t bits;
-};
-inline float __half2float(__half h) { return remamber::scan::half_bits_to_float(h.bits); }
-inline float __bfloat162float(__nv_bfloat16 h) { return remamber::scan::bf16_bits_to_float(h.bits); }
-struct Dim {
-  unsigned x = 0;
-};
-thread_local Dim threadIdx;
-thread_local Dim blockIdx;
-
-namespace emu {
-constexpr int kMaxWarps = 32;
-std::barrier<>* block_barrier = nullptr;
-std::barrier<>* warp_barrier[kMaxWarps] = {};
-float warp_slots[kMaxWarps][32];
-inline int lane() { return static_cast<int>(threadIdx.x) & 31; }
-inline int warp() { return static_cast<int>(threadIdx.x) >> 5; }
-// Every lane publishes v, the warp meets, each lane reads lane `src(lane)`, the warp meets again
-// (so no slot is overwritten before every lane has read it).
-template <class Src>
-float exchange(float v, Src src) {
-  emu::warp_slots[warp()][lane()] = v;
-  emu::warp_barrier[warp()]->arrive_and_wait();
-  const float r = emu::warp_slots[warp()][src(lane())];
-  emu::warp_barrier[warp()]->arrive_and_wait();
-  return r;
-}
-}  // namespace emu
-
-inline void __syncthreads() { emu::block_barrier->arrive_and_wait(); }
-inline void __syncwarp(unsigned /*mask*/ = 0xffffffffu) { emu::warp_barrier[emu::warp()]->arrive_and_wait(); }
-inline float __shfl_up_sync(unsigned /*mask*/, float v, int offset) {
-  return emu::exchange(v, [offset](int l) { return l >= offset ? l - offset : l; });
-}
-inline float __shfl_sync(unsigned /*mask*/, float v, int src_lane) {
-  return emu::exchange(v, [src_lane](int) { return src_lane; });
-}
+#include "cuda_emulation.h"  // CUDA shims shared with test_ss2d_kernel_emulation.cpp
 
 #include "scan_cpu.h"
 #include "scan_kernel.cuh"
@@ -102,24 +42,8 @@ void run_grid(const ScanCudaParams& p) {
   static_assert(Tr::kWarps <= emu::kMaxWarps, "emulation warp slots");
   const int64_t rows = p.shape.batch * p.shape.channels;
   const int64_t blocks = (rows + Tr::kRowsPerBlock - 1) / Tr::kRowsPerBlock;
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    std::barrier<> block(Tr::kThreads);
-    std::vector<std::unique_ptr<std::barrier<>>> warps;
-    for (int w = 0; w < Tr::kWarps; ++w) {
-      warps.push_back(std::make_unique<std::barrier<>>(32));
-      emu::warp_barrier[w] = warps.back().get();
-    }
-    emu::block_barrier = &block;
-    std::vector<std::thread> threads;
-    for (int t = 0; t < Tr::kThreads; ++t) {
-      threads.emplace_back([t, blk, &p] {
-        threadIdx.x = static_cast<unsigned>(t);
-        blockIdx.x = static_cast<unsigned>(blk);
-        cd::selective_scan_fwd_kernel<Tr, T, kMaxN>(p);
-      });
-    }
-    for (auto& th : threads) th.join();
-  }
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    emu::run_block(Tr::kThreads, blk, [&p] { cd::selective_scan_fwd_kernel<Tr, T, kMaxN>(p); });
 }
 
 // Same capacity choice as cuda_detail::launch_with_traits.

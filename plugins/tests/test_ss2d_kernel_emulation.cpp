@@ -21,60 +21,14 @@
 #include <thread>
 #include <vector>
 
-#include "scan_math.h"
 #include "host_half.h"
+#include "scan_math.h"
 
-// ---- CUDA shims ------------------------------------------------------------------------------------
-using cudaError_t = int;
-using cudaStream_t = void*;
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __launch_bounds__(x)
-#define __shared__ static  // one copy per kernel instantiation; blocks run one at a time
-
-struct uint4 {
-  unsigned x, y, z, w;
-};
-struct float4 {
-  float x, y, z, w;
-};
-inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
-// 16-bit storage types with the device conversion intrinsics' names (exact widening on the host).
-struct __half {
-  uint16_t bits;
-};
-struct __nv_bfloat16 {
-  uint16_t bits;
-};
-inline float __half2float(__half h) { return remamber::scan::half_bits_to_float(h.bits); }
-inline float __bfloat162float(__nv_bfloat16 h) { return remamber::scan::bf16_bits_to_float(h.bits); }
-
-struct Dim {
-  unsigned x = 0;
-};
-thread_local Dim threadIdx;
-thread_local Dim blockIdx;
+#include "cuda_emulation.h"  // CUDA shims shared with test_kernel_emulation.cpp
 
 namespace emu {
-constexpr int kMaxThreads = 128;
-std::barrier<>* block_barrier = nullptr;
-std::barrier<>* warp_barrier[kMaxThreads / 32] = {};
-float warp_slots[kMaxThreads / 32][32];
-std::vector<float> dynamic_smem;
+inline std::vector<float> dynamic_smem;  // the kernel's dynamic shared memory (ss2d_dynamic_smem below)
 }  // namespace emu
-
-inline void __syncthreads() { emu::block_barrier->arrive_and_wait(); }
-
-inline float __shfl_up_sync(unsigned /*mask*/, float v, int offset) {
-  const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
-  emu::warp_slots[warp][lane] = v;
-  emu::warp_barrier[warp]->arrive_and_wait();
-  const float r = lane >= offset ? emu::warp_slots[warp][lane - offset] : v;
-  emu::warp_barrier[warp]->arrive_and_wait();  // nobody overwrites a slot before everyone has read
-  return r;
-}
 
 #include "ss2d_kernel.cuh"
 
@@ -92,7 +46,7 @@ using remamber::scan::SS2DArgs;
 using remamber::scan::SS2DLayout;
 using remamber::scan::ScanDtype;
 namespace sc = remamber::scan::ss2d_cuda;
-static_assert(sc::kLongThreads <= emu::kMaxThreads, "emulation block size");
+static_assert(sc::kLongThreads <= emu::kMaxWarps * 32, "emulation block size");
 
 template <typename T, int kThreads, int kMaxN>
 void run_emulated(const SS2DArgs& p, bool use_smem) {
@@ -101,22 +55,8 @@ void run_emulated(const SS2DArgs& p, bool use_smem) {
   for (int64_t row = 0; row < rows; ++row) {
     // Poison the shared accumulator: the kernel must overwrite it in direction 0.
     emu::dynamic_smem.assign(use_smem ? static_cast<size_t>(length) : 0, -1234.5f);
-    std::barrier<> block(kThreads);
-    std::vector<std::unique_ptr<std::barrier<>>> warps;
-    for (int w = 0; w < kThreads / 32; ++w) {
-      warps.push_back(std::make_unique<std::barrier<>>(32));
-      emu::warp_barrier[w] = warps.back().get();
-    }
-    emu::block_barrier = &block;
-    std::vector<std::thread> threads;
-    for (int t = 0; t < kThreads; ++t) {
-      threads.emplace_back([t, row, &p, use_smem] {
-        threadIdx.x = static_cast<unsigned>(t);
-        blockIdx.x = static_cast<unsigned>(row);
-        sc::ss2d_scan_fwd_kernel<T, kThreads, kMaxN>(p, use_smem ? 1 : 0);
-      });
-    }
-    for (auto& th : threads) th.join();
+    emu::run_block(kThreads, row,
+                   [&p, use_smem] { sc::ss2d_scan_fwd_kernel<T, kThreads, kMaxN>(p, use_smem ? 1 : 0); });
   }
 }
 
