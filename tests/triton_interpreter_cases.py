@@ -1,17 +1,21 @@
-"""The "triton" scan backend (remamber/ops/triton_backend.py, kernels in triton_kernels.py), run on the
-CPU by Triton's interpreter (TRITON_INTERPRET=1), against the float64 reference (remamber/ops/reference.py
-on float64 upcasts of the same rounded inputs).
+"""The "triton" scan backend's kernels (remamber/ops/triton_kernels.py) run on the CPU by Triton's interpreter,
+against the float64 reference (remamber/ops/reference.py on float64 upcasts of the same rounded inputs).
 
-The env var must be set before the kernels module is imported (Triton decides interpreter or GPU at
-decoration time). The module fixture sets it, imports the kernels fresh, and on teardown restores the
-environment and drops the kernels module again, so nothing leaks into other test modules.
+Not collected by pytest's file pattern: tests/test_triton_backend.py runs this file in a subprocess with
+TRITON_INTERPRET=1 set from the start. Triton decorates its own standard library (tl.zeros, tl.sum, ...) when
+`triton` is first imported, in the mode the environment says then; in a full test session other modules
+import triton first (through torch / transformers), so switching the variable inside that process gives
+kernels that cannot call tl.zeros. A fresh process with the variable set is the only reliable way, and it
+keeps the variable out of every other test. Run by hand:
+    TRITON_INTERPRET=1 python -m pytest -q -p no:cacheprovider tests/triton_interpreter_cases.py
 
 Covered: every input dtype, N in {1, 4, 16}, groups (also a channel count per group that is not a power of
 two), D / delta_bias present and absent, softplus on and off, L = 1, L not a multiple of the chunk, many
 chunks, both SS2D layouts with H != W, batch > 1, the GPU's tile sizes, short model shapes (the Twister's
 bidirectional scan at L = 384), the public ops with REMAMBER_SCAN_BACKEND=triton, "auto" priorities,
-torch.compile(fullgraph=True), a launch wrapper that never reads tensor values, and mutated kernels (carry
-dropped between chunks, column-major order transposed, merge losing a direction) that the checks catch.
+torch.compile(fullgraph=True), a launch wrapper that never reads tensor values, mutated kernels (carry
+dropped between chunks, column-major order transposed, merge losing a direction) that the checks catch, and
+the GPU check's triton_correctness step driving these kernels.
 Not covered here (no GPU): see the backend module's docstring; bench/gpu/triton_check.py runs those.
 """
 
@@ -26,41 +30,22 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-import remamber.ops
 from remamber.ops import backends, selective_scan, selective_scan_reference, ss2d_scan, ss2d_scan_reference
 
-if importlib.util.find_spec("triton") is None:
-    if os.environ.get("CI"):
-        pytest.fail("triton is not installed: run scripts/setup.sh (it pins triton in scripts/constraints-cpu.txt)",
-                    pytrace=False)
-    pytest.skip("triton is not installed (scripts/setup.sh installs it)", allow_module_level=True)
-
-KERNELS = "remamber.ops.triton_kernels"
 BOUND = 1e-5  # ||out - ref|| / ||ref|| and max|out - ref| / max|ref|, as the GPU check's ERROR_BOUND
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
-
-def _drop_kernels():
-    sys.modules.pop(KERNELS, None)
-    if hasattr(remamber.ops, "triton_kernels"):
-        delattr(remamber.ops, "triton_kernels")
+if os.environ.get("TRITON_INTERPRET") != "1":
+    raise RuntimeError("run this file with TRITON_INTERPRET=1 set before Python starts (tests/test_triton_backend.py does)")
 
 
 @pytest.fixture(scope="module")
 def tb():
     from remamber.ops import triton_backend
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TRITON_INTERPRET", "1")
-    saved = triton_backend._kernels
-    _drop_kernels()
-    triton_backend._kernels = None
     triton_backend.kernels()
     assert triton_backend.interpreted(), "the kernels were not decorated in interpreter mode"
-    yield triton_backend
-    triton_backend._kernels = saved
-    _drop_kernels()
-    mp.undo()
+    return triton_backend
 
 
 # ---- inputs and the check ---------------------------------------------------------------------------
@@ -337,3 +322,22 @@ def test_checks_catch_a_broken_kernel(tb, monkeypatch, tmp_path, name):
             check_ss2d(tb, (1, 2, 5, 7, 4), 0)
     if name == "carry":  # a single chunk has nothing to carry: the mutant still passes there
         check_v1(tb, (1, 4, 30, 2, 4))
+
+
+# ---- the GPU check's correctness step on these kernels ------------------------------------------------
+
+def test_gpu_check_correctness_step_runs_the_kernels(tb, tmp_path, monkeypatch):
+    from remamber.bench.gpu import cases, ss2d_cases, triton_check
+    from remamber.bench.gpu.common import Run
+
+    monkeypatch.setattr(triton_check, "triton_into", lambda run: (tb.triton_scan_into, tb.triton_ss2d_scan_into))
+    monkeypatch.setattr(triton_check, "v1_plan", lambda run: [
+        cases.ScanCase(1, 8, 45, 2, 4, "float16"), cases.ScanCase(2, 6, 33, 3, 1, with_D=False, softplus=False)])
+    monkeypatch.setattr(triton_check, "fused_plan", lambda run, res: [
+        ss2d_cases.SS2DCase(1, 3, 5, 7, "cross", nstate=4), ss2d_cases.SS2DCase(2, 2, 1, 40, "bidi", dtype="bfloat16")])
+    run = Run(tmp_path, 100.0, [], device="cpu")
+    triton_check.step_triton_correctness(run, 3, deadline_s=100.0, resolutions=(32,))
+    entry = run.results["steps"]["triton_correctness"]
+    assert entry["status"] == "ok" and run.failures == [], entry
+    assert [c["status"] for c in entry["cases"]] == ["pass"] * 4
+    assert entry["worst"]["rel_l2"] < 1e-6
