@@ -23,10 +23,18 @@ from .sanitizer import step_sanitizer
 from .shapes import floors_table
 from .speed import step_speed
 from .ss2d import step_ss2d_correctness, step_ss2d_model, step_ss2d_speed
+from .triton_check import step_triton_correctness, step_triton_e2e, step_triton_speed
 
 # The fused SS2DScan steps (ss2d_*) run after the v1 kernel's, before e2e_modes' torch.compile.
 GPU_STEPS = ("build", "native_tests", "sanitizer", "plugin_harness", "correctness", "speed", "forward_scans", "peer",
-             "e2e", "ss2d_correctness", "ss2d_speed", "ss2d_model", "e2e_modes")
+             "e2e", "ss2d_correctness", "ss2d_speed", "ss2d_model", "e2e_modes",
+             "triton_correctness", "triton_speed", "triton_e2e")
+# The Triton backend's steps (bench/gpu/triton_check.py) run last. When any is selected, e2e_modes stops
+# starting new rows at E2E_MODES_SHARE_WITH_TRITON of the budget, and the triton steps share what is left
+# when they start: correctness up to 45 % of it, speed up to 75 %, e2e the rest.
+TRITON_STEPS = ("triton_correctness", "triton_speed", "triton_e2e")
+E2E_MODES_SHARE_WITH_TRITON = 0.85
+TRITON_SHARES = {"triton_correctness": 0.45, "triton_speed": 0.75, "triton_e2e": 1.0}
 BUILD_STEPS = ("build", "native_tests", "sanitizer")  # nothing of theirs runs in a CPU rehearsal
 # Share of the budget left after the build steps at which each timed step stops starting new cases
 # (cumulative): correctness 25 %, speed 35 %, ... e2e_modes the rest.
@@ -106,8 +114,19 @@ def _run_gpu_steps(run: Run, args, wanted: set[str], seed: int) -> None:
     if "ss2d_model" in wanted:
         step_ss2d_model(run, seed, deadline_s=max(run.elapsed() + 15, deadline["ss2d_model"]), resolutions=res, preset=preset)
     if "e2e_modes" in wanted:
-        step_e2e_modes(run, seed, deadline_s=run.budget_s, resolutions=res, preset=preset,
+        e2e_modes_end = run.budget_s
+        if wanted & set(TRITON_STEPS):
+            e2e_modes_end = max(run.elapsed() + 20, t_now + E2E_MODES_SHARE_WITH_TRITON * left)
+        step_e2e_modes(run, seed, deadline_s=e2e_modes_end, resolutions=res, preset=preset,
                        compile_precisions=() if rehearsal else ("fp16",))
+    t_tri, left_tri = run.elapsed(), run.remaining()
+    tri_deadline = {k: t_tri + share * left_tri for k, share in TRITON_SHARES.items()}
+    if "triton_correctness" in wanted:
+        step_triton_correctness(run, seed, deadline_s=max(run.elapsed() + 15, tri_deadline["triton_correctness"]), resolutions=res)
+    if "triton_speed" in wanted:
+        step_triton_speed(run, seed, deadline_s=max(run.elapsed() + 10, tri_deadline["triton_speed"]), resolutions=res)
+    if "triton_e2e" in wanted:
+        step_triton_e2e(run, seed, deadline_s=max(run.elapsed() + 15, tri_deadline["triton_e2e"]), resolutions=res, preset=preset)
 
 
 def main(argv=None, description: str = "GPU check") -> int:

@@ -135,6 +135,9 @@ def summary_text(results: dict) -> str:
         parts.append("forward modes (ms; target: graph replay <= 1.15x kernel time)\n" + markdown_table(
             ["S", "prec", "eager", "kernels", "launches", "graph replay", "compile", "compile s", "replay/kernels", "target"], rows))
     parts.extend(ss2d_sections(steps))
+    from .triton_check import triton_sections  # the Triton backend's tables and issue #14's targets
+
+    parts.extend(triton_sections(results))
     tg = targets(results)
     if tg:
         parts.append(f"issue #9 targets: {sum(v for _, v in tg)} of {len(tg)} met; MISSED: "
