@@ -23,6 +23,9 @@ bench/gpu/:
   peer           mamba-ssm's selective_scan_cuda and/or an oflex build (REMAMBER_PEER_OFLEX) vs ours
   e2e            ReMamber_Conv base at 480 and 1024: reference vs cuda backend, latency, memory, parity
   e2e_modes      the forward eager / CUDA-graph replay / torch.compile, fp32, TF32, fp16, kernel time
+  triton_*       the triton backend (bench/gpu/triton_check.py): correctness over the CUDA kernel's matrices,
+                 CUDA graph + torch.compile of one op call, speed next to the CUDA kernel (target <= 1.3x),
+                 the base model end to end with the triton backend
 Results: --out DIR/results.json (full), DIR/summary.md (the tables printed last), DIR/gpu_check.log,
 DIR/build.log. Exit status 1 when any check fails or a step breaks; 0 otherwise.
 
