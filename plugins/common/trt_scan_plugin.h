@@ -178,6 +178,13 @@ class ScanPlugin : public nvinfer1::IPluginV3,
  private:
   // Maps nbInputs onto input slots, or logs why it cannot and returns false.
   bool resolveLayout(int32_t nbInputs, InputLayout& layout) const noexcept;
+  // Resolves the layout, marks each present contract input in desc and lets fill(desc[i], slot) read
+  // its type or dimensions from input `slot`. False (after logging) when the input count does not fit.
+  template <class Fill>
+  bool describeInputs(int32_t nbInputs, InputLayout& layout, scan::TensorDesc (&desc)[scan::kNumInputs],
+                      Fill fill) const;
+  // Logs a non-empty problem with the node prefix; true when there was one.
+  bool failed(std::string const& problem) const;
   // Validates the inputs of configurePlugin / onShapeChange (descOf(i): input i's PluginTensorDesc;
   // bounds: the profile's, or nullptr) and remembers the input layout for enqueue. Returns 0 or -1
   // (after logging the problem).
@@ -250,13 +257,8 @@ template <class Op>
 bool ScanPlugin<Op>::resolveLayout(int32_t nbInputs, InputLayout& layout) const noexcept {
   try {
     // TensorRT gets the compacted form only: its ONNX parser cannot hand an empty-name input to a plugin.
-    const std::string problem = scan::resolve_optional_slots(nbInputs, mAttrs[Op::kHasD], mAttrs[Op::kHasDeltaBias],
-                                                             layout.d, layout.deltaBias);
-    if (!problem.empty()) {
-      reportError(where() + problem);
-      return false;
-    }
-    return true;
+    return !failed(scan::resolve_optional_slots(nbInputs, mAttrs[Op::kHasD], mAttrs[Op::kHasDeltaBias], layout.d,
+                                                layout.deltaBias));
   } catch (...) {
     detail::reportCaught(Op::kName, mNodeName, "resolving the input layout");
   }
@@ -264,27 +266,42 @@ bool ScanPlugin<Op>::resolveLayout(int32_t nbInputs, InputLayout& layout) const 
 }
 
 template <class Op>
+template <class Fill>
+bool ScanPlugin<Op>::describeInputs(int32_t nbInputs, InputLayout& layout, scan::TensorDesc (&desc)[scan::kNumInputs],
+                                    Fill fill) const {
+  if (!resolveLayout(nbInputs, layout)) return false;
+  int32_t slot[scan::kNumInputs];
+  detail::slotsOf(layout, slot);
+  for (int i = 0; i < scan::kNumInputs; ++i) {
+    if (slot[i] < 0) continue;
+    desc[i].present = true;
+    fill(desc[i], slot[i]);
+  }
+  return true;
+}
+
+template <class Op>
+bool ScanPlugin<Op>::failed(std::string const& problem) const {
+  if (problem.empty()) return false;
+  reportError(where() + problem);
+  return true;
+}
+
+template <class Op>
 int32_t ScanPlugin<Op>::getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
                                            nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept {
   try {
+    if (nbOutputs != 1) {
+      reportError(where() + "has exactly one output y, got " + std::to_string(nbOutputs));
+      return -1;
+    }
     InputLayout layout;
-    if (nbOutputs != 1 || !resolveLayout(nbInputs, layout)) {
-      if (nbOutputs != 1) reportError(where() + "has exactly one output y, got " + std::to_string(nbOutputs));
-      return -1;
-    }
-    int32_t slot[scan::kNumInputs];
-    detail::slotsOf(layout, slot);
     scan::TensorDesc desc[scan::kNumInputs];
-    for (int i = 0; i < scan::kNumInputs; ++i) {
-      if (slot[i] < 0) continue;
-      desc[i].present = true;
-      desc[i].type = detail::toElemType(inputTypes[slot[i]]);
-    }
-    const std::string problem = scan::validate_types(desc);
-    if (!problem.empty()) {
-      reportError(where() + problem);
-      return -1;
-    }
+    const auto typeOf = [inputTypes](scan::TensorDesc& d, int32_t slot) {
+      d.type = detail::toElemType(inputTypes[slot]);
+    };
+    if (!describeInputs(nbInputs, layout, desc, typeOf)) return -1;
+    if (failed(scan::validate_types(desc))) return -1;
     outputTypes[0] = nvinfer1::DataType::kFLOAT;  // fp32 output whatever the input type (fp32 state and accumulation)
     return 0;
   } catch (...) {
@@ -300,22 +317,13 @@ int32_t ScanPlugin<Op>::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32
                                         nvinfer1::IExprBuilder& /*exprBuilder*/) noexcept {
   try {
     InputLayout layout;
-    if (nbOutputs != 1 || !resolveLayout(nbInputs, layout)) return -1;
-    int32_t slot[scan::kNumInputs];
-    detail::slotsOf(layout, slot);
     scan::TensorDesc desc[scan::kNumInputs];
-    for (int i = 0; i < scan::kNumInputs; ++i) {
-      if (slot[i] < 0) continue;
-      nvinfer1::DimsExprs const& e = inputs[slot[i]];
-      desc[i].present = true;
-      for (int32_t k = 0; k < e.nbDims; ++k)
-        desc[i].dims.push_back(e.d[k]->isConstant() ? e.d[k]->getConstantValue() : -1);
-    }
-    const std::string problem = Op::validateShapes(desc);  // ranks, then the dimensions known at this point
-    if (!problem.empty()) {
-      reportError(where() + problem);
-      return -1;
-    }
+    const auto dimsOf = [inputs](scan::TensorDesc& d, int32_t slot) {
+      nvinfer1::DimsExprs const& e = inputs[slot];
+      for (int32_t k = 0; k < e.nbDims; ++k) d.dims.push_back(e.d[k]->isConstant() ? e.d[k]->getConstantValue() : -1);
+    };
+    if (nbOutputs != 1 || !describeInputs(nbInputs, layout, desc, dimsOf)) return -1;
+    if (failed(Op::validateShapes(desc))) return -1;  // ranks, then the dimensions known at this point
     outputs[0] = inputs[0];  // y has u's shape
     return 0;
   } catch (...) {
@@ -357,22 +365,14 @@ int32_t ScanPlugin<Op>::checkInputs(int32_t nbInputs, int32_t nbOutputs,
                                     nvinfer1::DynamicPluginTensorDesc const* bounds, DescOf descOf) noexcept {
   try {
     InputLayout layout;
-    if (nbOutputs != 1 || !resolveLayout(nbInputs, layout)) return -1;
-    int32_t slot[scan::kNumInputs];
-    detail::slotsOf(layout, slot);
     scan::TensorDesc desc[scan::kNumInputs];
-    for (int i = 0; i < scan::kNumInputs; ++i) {
-      if (slot[i] < 0) continue;
-      desc[i].present = true;
-      nvinfer1::PluginTensorDesc const& d = descOf(slot[i]);  // slot < nbInputs: resolveLayout checked the count
-      desc[i].type = detail::toElemType(d.type);
-      desc[i].dims = detail::toDims(d.dims);  // dynamic dimensions read as -1
-    }
-    const std::string problem = Op::validateInputs(desc, bounds);
-    if (!problem.empty()) {
-      reportError(where() + problem);
-      return -1;
-    }
+    const auto typeAndDimsOf = [&descOf](scan::TensorDesc& d, int32_t slot) {
+      nvinfer1::PluginTensorDesc const& in = descOf(slot);  // slot < nbInputs: resolved from the count
+      d.type = detail::toElemType(in.type);
+      d.dims = detail::toDims(in.dims);  // dynamic dimensions read as -1
+    };
+    if (nbOutputs != 1 || !describeInputs(nbInputs, layout, desc, typeAndDimsOf)) return -1;
+    if (failed(Op::validateInputs(desc, bounds))) return -1;
     mLayout = layout;
     mLayoutKnown = true;
     return 0;
