@@ -242,6 +242,14 @@ def test_compile_fullgraph_with_triton_backend(tb, monkeypatch, which):
     torch.testing.assert_close(compiled(*args), eager, rtol=0, atol=0)
 
 
+def test_opcheck_with_triton_backend(tb, monkeypatch):
+    # the ops' fake kernels agree with what the triton backend returns (shapes, dtypes, strides, devices)
+    monkeypatch.setenv("REMAMBER_SCAN_BACKEND", "triton")
+    gen = torch.Generator().manual_seed(4)
+    torch.library.opcheck(torch.ops.remamber.selective_scan.default, (*scan_inputs(gen, 1, 4, 20, 2, 4, "float16"), True))
+    torch.library.opcheck(torch.ops.remamber.ss2d_scan.default, (*ss2d_inputs(gen, 1, 2, 3, 4, 1), False, 1))
+
+
 class HostReads(TorchFunctionMode):
     """Records calls that read tensor values on the host (what a CUDA-graph capture cannot contain)."""
 

@@ -6,24 +6,29 @@ library is not (priority 15: below "cuda" (20), above "mamba-ssm" (10), whose ou
 the input dtype where the contract asks for fp32). ``REMAMBER_SCAN_BACKEND=triton`` or
 ``use_backend("triton")`` selects it explicitly.
 
-On the CPU it runs only under Triton's interpreter: set ``TRITON_INTERPRET=1`` before the kernels
-are imported (the first Triton scan of the process imports ``remamber/ops/triton_kernels.py``); then
+On the CPU it runs only under Triton's interpreter: set ``TRITON_INTERPRET=1`` before Python starts
+(Triton decorates its own standard library, ``tl.zeros``, ``tl.sum``, ..., in the mode of its first
+import, which torch or transformers may do early; our kernels are decorated when the first Triton scan
+imports ``remamber/ops/triton_kernels.py``); then
 the backend accepts CPU tensors when selected by name ("auto" never picks it on the CPU: the
 interpreter is orders of magnitude slower than the reference). That is how CI checks the kernels.
 
-What the interpreter cannot cover (it runs each program serially, on NumPy, in float32/float64
-NumPy arithmetic): compilation for a real GPU (register pressure, layouts, the PTX of ``tl.exp2`` /
-``tl.log``, which are approximate instructions on the GPU and exact NumPy functions here), the
-parallel tree of ``tl.associative_scan`` (the interpreter combines sequentially), ordering between
-threads (``tl.debug_barrier`` between the SS2D directions is a no-op there, since one program is one
-thread), int32 overflow of offsets on real sizes, speed, the L2-flushed bandwidth, CUDA-graph
-capture and torch.compile on a GPU. bench/gpu/triton_check.py (the GPU check's "triton" step) runs
-those on a GPU.
+What the interpreter cannot cover (tests/triton_interpreter_cases.py runs it; it executes each program
+serially in NumPy): the compiled code's numerics (``tl.exp2`` / ``tl.exp`` / ``tl.log`` are approximate
+PTX instructions on the GPU, libm-exact NumPy here), the parallel tree of ``tl.associative_scan`` (the
+interpreter combines step by step), ordering between threads (the ``tl.debug_barrier`` between the SS2D
+directions is a no-op there: one program is one thread), register pressure and layouts of the real tile
+sizes (tests/test_triton_compile.py compiles both kernels to sm_90 cubins on the CPU and checks there is
+no local-memory spill, with the pinned Triton 3.8; the GPU machine's own Triton compiles them anew), int32
+overflow of offsets at real sizes, speed, CUDA-graph capture and torch.compile on a GPU. The GPU check's
+``triton_*`` steps (bench/gpu/triton_check.py) run those on a GPU.
 
 Capture / compile: a call allocates only its output (``torch.empty`` of the input's shape), reads no
 tensor value on the host and launches on PyTorch's current stream of the inputs' device (Triton's
 launcher asks torch for it), so a warmed-up call can be captured into a CUDA graph. The public ops are
-torch.library custom ops with fake kernels, so torch.compile keeps them as one opaque call each.
+torch.library custom ops with fake kernels, so torch.compile keeps them as one opaque call each
+(the backend is chosen inside the op, so the kernels are not wrapped again with
+``torch.library.triton_op``: inductor would gain nothing from seeing into a scan it cannot fuse).
 """
 
 from __future__ import annotations
