@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scan-op", choices=("fused", "selective"), default="fused",
                         help="fused = one remamber::SS2DScan per SS2D (default); selective = remamber::SelectiveScan "
                              "plus cross-scan/merge layout ops (the v1 graphs)")
+    parser.add_argument("--upsample-conv", choices=onnx_export.UPSAMPLE_CONV, default="auto",
+                        help="lowres = compute each 3x3 conv of a bilinear upsample at the low resolution "
+                             "(exact up to rounding, 2x fewer FLOPs in the ConvDecoder's neck); direct = keep "
+                             "Resize + Conv; auto = lowres for fp32, direct for fp16 (default auto)")
     parser.add_argument("--mark-intermediates", action="store_true",
                         help="also output the 4 backbone stage features and the decoder feature (for compare)")
     parser.add_argument("--external-data", choices=("auto", "always"), default="auto",
@@ -76,6 +80,7 @@ def run(args) -> int:
         progress=not args.quiet,
         metadata=model_source.model_metadata(args.variant, args.preset, args.seed, args.checkpoint),
         scan_op=getattr(args, "scan_op", "fused"),
+        upsample_conv=getattr(args, "upsample_conv", "auto"),
     )
     print(graph_checks.format_summary(result.summary))
     times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())

@@ -9,7 +9,9 @@ Route: ``torch.export.export`` (non-strict) of a thin wrapper that fixes the I/O
 ``torch.onnx.export(exported_program, dynamo=True, custom_translation_table=...)`` which maps
 ``torch.ops.remamber.ss2d_scan.default`` / ``selective_scan.default`` to the custom nodes, then the
 exporter's optimizer (constant folding, e.g. A = -exp(A_logs) becomes one fp32 initializer),
-then an atomic save and the checks of export/graph_checks.py.
+then (fp32 graphs, ``upsample_conv="auto"``) export/resize_conv.py's rewrite of each 3x3 conv of a
+bilinear upsample into low-resolution MatMuls (exact up to rounding; the ConvDecoder's neck), then an
+atomic save and the checks of export/graph_checks.py.
 
 Graph I/O (COMMON.md): image (batch,3,S,S) float32, input_ids (batch,20) int64,
 attention_mask (batch,20) int64 -> logits (batch,1,S,S) float32; ``batch`` is symbolic.
@@ -36,6 +38,7 @@ from . import graph_checks, scan_onnx, ss2d_onnx
 from remamber.atomic import atomic_folder
 
 PRECISIONS = ("fp32", "fp16")
+UPSAMPLE_CONV = ("auto", "lowres", "direct")
 NUM_TOKENS = 20
 INPUT_NAMES = ("image", "input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
@@ -167,6 +170,18 @@ def _rename_symbolic_dim(ir_model, old: str, new: str) -> None:
             fix(v)
 
 
+def _lowres_upsample_convs(ir_model):
+    """export/resize_conv.py's rewrite on a proto round trip of the IR model (weights are copied once)."""
+    import onnx_ir as ir
+
+    from . import resize_conv
+
+    proto = ir.to_proto(ir_model)
+    if resize_conv.rewrite(proto) == 0:
+        return ir_model
+    return ir.from_proto(proto)
+
+
 def export_onnx(
     model: nn.Module,
     path: str | Path,
@@ -181,19 +196,26 @@ def export_onnx(
     check: bool = True,
     metadata: dict[str, str] | None = None,
     scan_op: str | None = None,
+    upsample_conv: str = "auto",
 ) -> ExportResult:
     """Export ``model`` (eval mode, fp32 weights) to ``path``; returns what was written and checked.
 
     precision "fp16" converts a copy of the model with export/fp16.py (fp32 I/O, fp32 islands).
     external_data None: external weights only when they exceed 2 GiB (ONNX's protobuf limit);
     True forces ``<path>.data`` beside the graph. ``scan_op`` "fused" / "selective" sets the model's
-    scan path for this export (None: as the model is set; built models default to "fused"). Raises InputError for bad arguments and
+    scan path for this export (None: as the model is set; built models default to "fused").
+    ``upsample_conv``: "lowres" rewrites each 3x3 conv of a bilinear upsample (export/resize_conv.py),
+    "direct" keeps the Resize + Conv, "auto" = lowres for fp32 and direct for fp16 (whose rounded
+    interpolation weights would cost accuracy). Raises InputError for bad arguments and
     graph_checks.GraphCheckError when the written graph breaks a rule (the file is then removed).
     """
     from tqdm import tqdm
 
     validate_resolution(resolution)
     validate_precision(precision)
+    if upsample_conv not in UPSAMPLE_CONV:
+        raise InputError(f"upsample_conv must be one of {', '.join(UPSAMPLE_CONV)}, got {upsample_conv!r}")
+    lowres = upsample_conv == "lowres" or (upsample_conv == "auto" and precision == "fp32")
     path = Path(path)
     if path.suffix != ".onnx":
         raise InputError(f"output path {path} must end in .onnx")
@@ -279,6 +301,9 @@ def export_onnx(
             "remamber.outputs": ",".join(output_names),
             **(metadata or {}),
         }
+        if lowres:
+            ir_model = _lowres_upsample_convs(ir_model)
+        props["remamber.upsample_conv"] = "lowres" if lowres else "direct"
         ir_model.metadata_props.update(props)
         ir_model.producer_name = "remamber-deploy"
         seconds["translate"] = time.perf_counter() - t0
