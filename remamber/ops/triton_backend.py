@@ -105,8 +105,8 @@ def unavailable_reason() -> str | None:
     if interpreted() or torch.cuda.is_available():
         return None
     return (
-        "no CUDA GPU is visible to PyTorch and Triton's interpreter is off (set TRITON_INTERPRET=1 before "
-        "the first scan to run the kernels on CPU tensors, slowly)"
+        "no CUDA GPU is visible to PyTorch and Triton's interpreter is off (set TRITON_INTERPRET=1 before Python "
+        "starts to run the kernels on CPU tensors, slowly)"
     )
 
 
@@ -115,7 +115,7 @@ def _check_device(op: str, u: torch.Tensor) -> None:
         return  # (the interpreter also takes CUDA tensors: it copies them to the host and back)
     raise InputError(
         f"{op} (triton backend): inputs are on {u.device}; the compiled kernels need CUDA tensors, and CPU "
-        f"tensors need Triton's interpreter ({INTERPRET_ENV}=1 set before the first Triton scan of the process)"
+        f"tensors need Triton's interpreter ({INTERPRET_ENV}=1 set before Python starts)"
     )
 
 
