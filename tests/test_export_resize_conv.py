@@ -132,3 +132,40 @@ def test_rewrite_needs_static_spatial_shape():
     del model.graph.value_info[:]
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "h"
     assert resize_conv.rewrite(model) == 0
+
+
+@pytest.mark.parametrize("position,others", [(0, (3,)), (1, (2, 3))])
+def test_rewrite_through_channel_concat(position, others):
+    """Conv3x3(Concat(U x, z...)): the upsampled part goes low resolution, the rest stays a Conv."""
+    rng = np.random.default_rng(3)
+    c, o, h, w = 5, 4, 4, 6
+    oh, ow = 2 * h, 2 * w
+    total = c + sum(others)
+    weight = rng.standard_normal((o, total, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+    names = [f"z{i}" for i in range(len(others))]
+    cat_inputs = list(names)
+    cat_inputs.insert(position, "up")
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", c, h, w])]
+    inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", k, oh, ow]) for n, k in zip(names, others)]
+    graph = helper.make_graph(
+        [helper.make_node("Resize", ["x", "", "scales"], ["up"], mode="linear", coordinate_transformation_mode="align_corners"),
+         helper.make_node("Concat", cat_inputs, ["cat"], axis=1),
+         helper.make_node("Conv", ["cat", "weight", "bias"], ["out"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+        "g", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", o, oh, ow])],
+        [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+         numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    feeds = {"x": rng.standard_normal((2, c, h, w)).astype(np.float32)}
+    feeds.update({n: rng.standard_normal((2, k, oh, ow)).astype(np.float32) for n, k in zip(names, others)})
+    assert resize_conv.rewrite(model) == 1
+    ops = [n.op_type for n in model.graph.node]
+    assert "Resize" not in ops and ops.count("Conv") == 1
+    onnx.checker.check_model(model, full_check=True)
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["out"], feeds)[0]
+    parts = [feeds[n].astype(np.float64) for n in names]
+    parts.insert(position, upsample_reference(feeds["x"].astype(np.float64), oh, ow))
+    ref = conv3x3_reference(np.concatenate(parts, axis=1), weight.astype(np.float64), bias.astype(np.float64))
+    assert np.abs(after - ref).max() <= 1e-5 * np.abs(ref).max()
