@@ -231,7 +231,7 @@ def run(args) -> int:
 
     rows = eval_report.build_rows(results, row_info, keys)
     worst = eval_report.disagreements(results, rows, samples, args.worst)
-    eval_report.write_overlays(worst, results, dataset, out_dir)
+    eval_report.write_overlays(worst, results, dataset, out_dir, random=random_weights)
     gate = eval_report.gate(rows, args.max_oiou_drop)
     report = {
         "tool": eval_report.TOOL,

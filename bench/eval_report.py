@@ -98,8 +98,9 @@ def disagreements(results: ResultsFile, rows: list[dict], samples: list, top: in
              "overlays": {}} for _, s, per_row in scored[:top]]
 
 
-def write_overlays(entries: list[dict], results: ResultsFile, dataset, out_dir: Path) -> None:
-    """Per disagreement and differing runtime: reference mask | runtime mask | ground truth, as PNG."""
+def write_overlays(entries: list[dict], results: ResultsFile, dataset, out_dir: Path, random: bool = False) -> None:
+    """Per disagreement and differing runtime: reference mask | runtime mask | ground truth, as PNG.
+    ``random``: the weights are random, and the titles say so."""
     for entry in entries:
         ref_mask = decode_mask(results.samples[(REFERENCE_ROW, entry["key"])]["mask"])
         image = dataset.image(entry["image_id"])
@@ -108,7 +109,8 @@ def write_overlays(entries: list[dict], results: ResultsFile, dataset, out_dir: 
             mask = decode_mask(results.samples[(label, entry["key"])]["mask"])
             name = f"disagreement_{entry['key'].replace(':', '_')}_{label.replace('/', '_')}.png"
             overlay_panels(image, ref_mask, mask, gt, out_dir / name, label,
-                           f"\"{entry['sentence']}\" (ref {entry['ref_id']}): {label} vs reference")
+                           ("RANDOM WEIGHTS, masks meaningless - " if random else "")
+                           + f"\"{entry['sentence']}\" (ref {entry['ref_id']}): {label} vs reference")
             entry["overlays"][label] = name
 
 
