@@ -1,0 +1,149 @@
+"""``remamber-deploy train``: train ReMamber (tiny preset by default) on a RefCOCO-layout folder, or on
+the synthetic shapes dataset it generates itself (--images / --data-seed), with a resumable
+checkpoint, logged metrics and an fp16 export that the checkpoint loader reads (docs/TRAINING.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from ..errors import InputError
+
+DATA_FOLDER = "data"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..validate.numbers import float_type, int_type, size_type
+
+    parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="output folder: checkpoint.pth (resumable), metrics.csv/.jsonl, curve.png, model_fp16.pth/.json")
+    parser.add_argument("--data", type=Path, metavar="DIR",
+                        help="RefCOCO-layout folder (e.g. from make-dataset); default: generate the synthetic dataset "
+                             "into OUT/data from --images and --data-seed")
+    parser.add_argument("--dataset", default="refcoco", help="dataset folder name inside --data")
+    parser.add_argument("--images", type=int_type("--images", minimum=3, maximum=1_000_000), default=1000,
+                        help="images to generate when --data is not given")
+    parser.add_argument("--data-seed", type=int_type("--data-seed", minimum=0, maximum=2**63 - 1), default=0,
+                        help="generator seed when --data is not given")
+    parser.add_argument("--preset", choices=("tiny", "base"), default="tiny")
+    parser.add_argument("--variant", choices=("conv", "mamba"), default="conv")
+    parser.add_argument("--resolution", type=size_type("--resolution"), default=128,
+                        help="training (and evaluation) input size S, a multiple of 32")
+    parser.add_argument("--batch-size", type=int_type("--batch-size", minimum=1, maximum=4096), default=8)
+    parser.add_argument("--steps", type=int_type("--steps", minimum=1), default=1000)
+    parser.add_argument("--lr", type=float_type("--lr", minimum=0, strict_minimum=True, maximum=1.0), default=1e-3,
+                        help="peak AdamW learning rate")
+    parser.add_argument("--warmup", type=int_type("--warmup", minimum=0), default=100, help="linear warm-up steps")
+    parser.add_argument("--weight-decay", type=float_type("--weight-decay", minimum=0), default=1e-4)
+    parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**31 - 1), default=0,
+                        help="model initialisation and batch order")
+    parser.add_argument("--resume", type=Path, metavar="CKPT", help="continue from a checkpoint.pth of the same options")
+    parser.add_argument("--eval-every", type=int_type("--eval-every", minimum=0), default=200,
+                        help="evaluate val oIoU/mIoU every N steps (0: only at the end)")
+    parser.add_argument("--eval-limit", type=int_type("--eval-limit", minimum=1), default=200,
+                        help="val sentences scored at the periodic evaluations (the final one scores all)")
+    parser.add_argument("--log-every", type=int_type("--log-every", minimum=1), default=10, help="metrics row every N steps")
+    parser.add_argument("--checkpoint-every", type=int_type("--checkpoint-every", minimum=1), default=200)
+    parser.add_argument("--threads", type=int_type("--threads", minimum=1, maximum=1024), default=2,
+                        help="torch intra-op threads (part of the determinism: keep it for a reproduction)")
+    parser.add_argument("--final-splits", default="val,testA", help="splits scored in full at the end")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _machine() -> str:
+    import os
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def run(args) -> int:
+    import torch
+
+    from ..data.refcoco import RefDataset
+    from ..validate.paths import check_output_dir
+    from .curve import plot_curve
+    from .data import load_split
+    from .evaluate import evaluate
+    from .loop import TrainConfig, train
+    from .state import EXPORT_NAME, export_fp16
+
+    torch.set_num_threads(args.threads)
+    out = check_output_dir(args.out, "--out")
+    if args.data is not None and not Path(args.data).is_dir():
+        raise InputError(f"--data {args.data} is not a folder; pass a RefCOCO-layout folder (remamber-deploy make-dataset "
+                         "--out DIR writes one), or leave --data out to generate the synthetic dataset")
+    if args.resume is not None and not Path(args.resume).is_file():
+        raise InputError(f"--resume {args.resume}: no such file; pass the checkpoint.pth a previous run wrote in its --out")
+    if args.warmup >= args.steps:
+        raise InputError(f"--warmup {args.warmup} must be below --steps {args.steps}")
+    began = time.perf_counter()
+    data_info: dict = {}
+    if args.data is None:
+        from ..data.synthetic import GENERATOR_VERSION, generate
+
+        root = out / DATA_FOLDER
+        if not (root / args.dataset / "instances.json").is_file():
+            print(f"generating {args.images} synthetic images (seed {args.data_seed}) into {root}")
+            generate(root, images=args.images, seed=args.data_seed, dataset=args.dataset)
+        data_info = {"images": args.images, "seed": args.data_seed, "generator_version": GENERATOR_VERSION}
+    else:
+        root = Path(args.data)
+        data_info = {"path": str(root)}
+    dataset = RefDataset(root, args.dataset)
+    progress = not args.no_progress
+    train_split = load_split(dataset, "train", args.resolution, progress=progress)
+    val_split = load_split(dataset, "val", args.resolution, progress=progress)
+    print(f"train: {len(train_split)} sentences, {train_split.images.shape[0]} images; "
+          f"val: {len(val_split)} sentences; resolution {args.resolution}")
+    config = TrainConfig(
+        preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
+        steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, seed=args.seed,
+        log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
+        checkpoint_every=args.checkpoint_every, progress=progress,
+    )
+    result = train(config, train_split, val_split, out, resume=args.resume)
+    model = result["model"]
+    metrics = {}
+    for split in [s.strip() for s in args.final_splits.split(",") if s.strip()]:
+        tensors = val_split if split == "val" else load_split(dataset, split, args.resolution, progress=progress)
+        metrics[split] = evaluate(model, tensors)
+        print(f"final {split} @{args.resolution}: oIoU {metrics[split]['oIoU']:.4f} mIoU {metrics[split]['mIoU']:.4f} "
+              f"(n={metrics[split]['n']})")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    plot_curve(rows, out / "curve.png", title=f"ReMamber {args.preset}/{args.variant} @{args.resolution}, "
+                                              f"batch {args.batch_size}, lr {args.lr:g}")
+    wall = time.perf_counter() - began
+    command = "remamber-deploy train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1:]) \
+        if "train" in sys.argv else " ".join(shlex.quote(a) for a in sys.argv)
+    meta = {
+        "preset": args.preset, "variant": args.variant, "resolution": args.resolution, "storage_dtype": "float16",
+        "description": "demo: tiny preset trained on synthetic shapes; not a RefCOCO model",
+        "training": {"command": command, "seed": args.seed, "data": data_info, "steps": args.steps,
+                     "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
+                     "weight_decay": args.weight_decay, "threads": args.threads,
+                     "wall_s": round(wall, 1), "machine": _machine(), "torch": torch.__version__,
+                     "resumed": args.resume is not None},
+        "metrics": metrics,
+        "final": False,
+    }
+    export_fp16(out / EXPORT_NAME, model, meta)
+    from ..atomic import write_text_atomic
+
+    write_text_atomic(out / "model_fp16.json", json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {out / EXPORT_NAME} ({(out / EXPORT_NAME).stat().st_size / 1e6:.1f} MB) and model_fp16.json, "
+          f"curve.png, metrics.csv in {out} ({wall:.0f} s)")
+    return 0

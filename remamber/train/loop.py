@@ -1,0 +1,163 @@
+"""The training loop: deterministic batches, AdamW + warm-up/cosine, periodic evaluation, metrics
+logging (CSV and JSONL), resumable checkpoints.
+
+Determinism: the batch of step s is a function of (seed, s) alone (one permutation per epoch drawn
+from a generator seeded by seed and epoch), the model is built from the seed, nothing else draws
+random numbers, and the thread count is fixed; so the same command gives the same losses, and a
+resumed run takes exactly the steps the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..atomic import write_text_atomic
+from .evaluate import evaluate
+from .loss import segmentation_loss
+from .schedule import build_scheduler
+from .state import CHECKPOINT_NAME, load_training_state, save_training_state
+
+CSV_FIELDS = ("step", "loss", "lr", "val_oIoU", "val_mIoU", "val_n", "elapsed_s")
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "tiny"
+    variant: str = "conv"
+    resolution: int = 128
+    batch_size: int = 8
+    steps: int = 1000
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 1e-4
+    min_lr_ratio: float = 0.02
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 200
+    eval_limit: int | None = 200
+    checkpoint_every: int = 200
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("preset", "variant", "resolution", "batch_size", "steps", "lr", "warmup",
+                                           "weight_decay", "min_lr_ratio", "seed")}
+        return d
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """Sentence indices of step ``step``: epochs of floor(n / batch) batches of a seeded permutation."""
+    per_epoch = max(1, n // batch_size)
+    epoch, k = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    if n < batch_size:  # tiny datasets: repeat the permutation
+        perm = perm.repeat(math.ceil(batch_size / n))
+    return perm[k * batch_size:(k + 1) * batch_size]
+
+
+def build(config: TrainConfig):
+    from ..model import build_model
+
+    model = build_model(config.variant, config.preset, seed=config.seed).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = build_scheduler(optimizer, config.steps, config.warmup, config.min_lr_ratio)
+    return model, optimizer, scheduler
+
+
+class MetricsLog:
+    """metrics.csv and metrics.jsonl in the output folder, one row per logged step. On resume, rows
+    after the checkpoint's step are dropped (they will be logged again)."""
+
+    def __init__(self, out: Path, resume_step: int | None):
+        self.csv_path, self.jsonl_path = out / "metrics.csv", out / "metrics.jsonl"
+        rows = []
+        if resume_step is not None and self.jsonl_path.is_file():
+            for line in self.jsonl_path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    if row["step"] <= resume_step:
+                        rows.append(row)
+        self.rows = rows
+        self._flush()
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self._flush()
+
+    def _flush(self) -> None:
+        write_text_atomic(self.jsonl_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows))
+        import io
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for r in self.rows:
+            writer.writerow({k: r.get(k, "") for k in CSV_FIELDS})
+        write_text_atomic(self.csv_path, buf.getvalue())
+
+
+def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path | None = None,
+          say=print) -> dict:
+    """Run the steps; returns {"model", "losses", "step", "wall_s", "last_eval"}."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, optimizer, scheduler = build(config)
+    start = 0
+    if resume is not None:
+        start = load_training_state(resume, model, optimizer, scheduler, config.as_dict())
+        say(f"resumed from {resume} at step {start}")
+    log = MetricsLog(out, start if resume is not None else None)
+    losses: list[float] = []
+    last_eval = None
+    n = len(train_split)
+    began = time.perf_counter()
+    window: list[float] = []
+    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not config.progress,
+               dynamic_ncols=True)
+    try:
+        for step in range(start, config.steps):
+            idx = batch_indices(n, config.batch_size, config.seed, step)
+            images, ids, attention, masks = train_split.batch(idx)
+            logits = model(images, ids, attention)
+            loss = segmentation_loss(logits, masks)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            value = float(loss.item())
+            losses.append(value)
+            window.append(value)
+            done = step + 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
+            evaluated = val_split is not None and config.eval_every and (done % config.eval_every == 0 or done == config.steps)
+            if evaluated:
+                last_eval = evaluate(model, val_split, limit=config.eval_limit)
+                bar.write(f"step {done}: val oIoU {last_eval['oIoU']:.4f} mIoU {last_eval['mIoU']:.4f} "
+                          f"(n={last_eval['n']})")
+            if done % config.log_every == 0 or evaluated or done == config.steps:
+                row = {"step": done, "loss": sum(window) / len(window), "lr": lr,
+                       "elapsed_s": round(time.perf_counter() - began, 2)}
+                if evaluated:
+                    row.update(val_oIoU=last_eval["oIoU"], val_mIoU=last_eval["mIoU"], val_n=last_eval["n"])
+                log.add(row)
+                window = []
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                save_training_state(out / CHECKPOINT_NAME, model, optimizer, scheduler, done, config.as_dict())
+    finally:
+        bar.close()
+    model.eval()
+    return {"model": model, "losses": losses, "step": config.steps, "wall_s": time.perf_counter() - began,
+            "last_eval": last_eval}
