@@ -8,11 +8,14 @@ Two tables, same machine, same process (a benchmark that prints numbers, not a t
    forced through REMAMBER_SCAN_CPU_PATH, which the kernels read at every call (plugins/common/scan_cpu.h),
    so one session times them all. Shapes: SelectiveScan on stage 0 (1, 4*256, (S/4)^2), SS2DScan cross on
    stage 0 (1, 256, S/4, S/4) and the Twister's channel scan (SS2DScan bidi, (1, 512, 1, 3*128)).
-2. ONNX Runtime on the whole base conv model at S (default 480), the fused graph (one SS2DScan per SS2D)
-   against the unfused one (SelectiveScan + layout ops), each with the scalar and the automatic kernel,
-   seconds per forward on all cores; plus the fused-vs-unfused logit difference of that run. The graphs
-   are exported into a temporary folder unless --onnx-fused / --onnx-unfused give them (export of the
-   base model takes minutes on a small CPU).
+2. ONNX Runtime on the whole base conv model at S (default 480), seconds per forward on all cores, each
+   graph with the scalar and the automatic kernel, timed in interleaved rounds (one forward of every
+   row per round, so load changes hit all rows alike): the export default (one SS2DScan per SS2D and
+   the neck's upsample-convs at low resolution, export/resize_conv.py), the same fused graph with
+   ``--upsample-conv direct`` (the graph before that rewrite) and the unfused v1 graph (SelectiveScan +
+   layout ops, direct upsample-convs: the graph issue #10 was filed against); plus each graph's logit
+   difference from the first. The graphs are exported into a temporary folder unless --onnx-fused /
+   --onnx-fused-direct / --onnx-unfused give them (export of the base model takes minutes on a small CPU).
 
 The issue's targets (2-core machine): kernel >= 4x faster than scalar; base conv @480 <= 2.5 s/forward.
 """
@@ -144,38 +147,61 @@ def kernel_table(resolution: int, repeats: int, warmup: int) -> list[dict]:
     return rows
 
 
-def _export(scan_op: str, resolution: int, folder: Path) -> Path:
+def _export(scan_op: str, resolution: int, folder: Path, upsample_conv: str = "auto") -> Path:
     import remamber
     from remamber.export.onnx_export import export_onnx
 
-    path = folder / f"base_conv_{resolution}_{scan_op}.onnx"
-    print(f"exporting base conv @{resolution} ({scan_op} scan op) to {path} ...", file=sys.stderr)
+    path = folder / f"base_conv_{resolution}_{scan_op}_{upsample_conv}.onnx"
+    print(f"exporting base conv @{resolution} ({scan_op} scan op, {upsample_conv} upsample-conv) to {path} ...",
+          file=sys.stderr)
     model = remamber.build_model("conv", "base", seed=0, scan_op=scan_op)
-    export_onnx(model, path, resolution, "fp32", static_batch=1, progress=False)
+    export_onnx(model, path, resolution, "fp32", static_batch=1, progress=False, upsample_conv=upsample_conv)
     return path
 
 
-def model_table(resolution: int, repeats: int, warmup: int, fused: Path | None, unfused: Path | None,
-                threads: int | None) -> tuple[list[dict], float]:
+GRAPHS = (  # label, scan op, upsample-conv (export/onnx_export.py)
+    ("fused, lowres upsample-conv (default)", "fused", "auto"),
+    ("fused, direct upsample-conv", "fused", "direct"),
+    ("unfused (SelectiveScan), direct", "selective", "direct"),
+)
+
+
+def model_table(resolution: int, repeats: int, warmup: int, given: dict, threads: int | None,
+                kernels=("scalar", None)) -> tuple[list[dict], dict]:
+    """Rows of seconds per forward for GRAPHS x kernels, timed in interleaved rounds; and each graph's
+    max |logit diff| / max |logit| against the first graph (automatic kernel).
+
+    given: label -> ONNX path for graphs not to export (missing labels are exported to a temp folder).
+    """
     from remamber.export.onnx_export import INPUT_NAMES, example_inputs
     from remamber.export.ort_session import make_session
 
     with tempfile.TemporaryDirectory(prefix="remamber-scan-bench-") as tmp:
-        graphs = {"fused (SS2DScan)": fused or _export("fused", resolution, Path(tmp)),
-                  "unfused (SelectiveScan)": unfused or _export("selective", resolution, Path(tmp))}
+        graphs = {label: given.get(label) or _export(op, resolution, Path(tmp), up) for label, op, up in GRAPHS}
         inputs = {n: t.numpy() for n, t in zip(INPUT_NAMES, example_inputs(1, resolution))}
-        rows, logits = [], {}
-        for label, path in graphs.items():
-            sess = make_session(path, threads=threads)
-            for kernel in ("scalar", None):
+        sessions = {label: make_session(path, threads=threads) for label, path in graphs.items()}
+        cases = [(label, kernel) for label in sessions for kernel in kernels]
+        times: dict = {case: [] for case in cases}
+        logits = {}
+        for label, kernel in cases:  # warm-up, and the logits of the automatic kernel
+            with forced_path(kernel):
+                for _ in range(max(warmup, 1)):
+                    out = sessions[label].run(["logits"], inputs)[0]
+            if kernel is None:
+                logits[label] = out
+        for _ in range(repeats):
+            for label, kernel in cases:
                 with forced_path(kernel):
-                    times = _time(lambda: sess.run(["logits"], inputs), repeats, warmup)
-                    logits[label] = sess.run(["logits"], inputs)[0]
-                rows.append({"graph": label, "kernel": kernel or f"auto ({cpu_paths()[-1]})",
-                             "median_s": statistics.median(times), "min_s": min(times), "n": repeats})
-    a, b = logits.values()
-    diff = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-    return rows, diff
+                    start = time.perf_counter()
+                    sessions[label].run(["logits"], inputs)
+                    times[(label, kernel)].append(time.perf_counter() - start)
+    rows = [{"graph": label, "kernel": kernel or f"auto ({cpu_paths()[-1]})",
+             "median_s": statistics.median(times[(label, kernel)]), "min_s": min(times[(label, kernel)]),
+             "n": repeats} for label, kernel in cases]
+    first = next(iter(logits.values()))
+    scale = max(float(np.abs(first).max()), 1e-30)
+    diffs = {label: float(np.abs(y - first).max()) / scale for label, y in logits.items()}
+    return rows, diffs
 
 
 def run_cpu(args) -> int:
@@ -191,10 +217,17 @@ def run_cpu(args) -> int:
                    headers=["op / shape", "u", "path", "median ms", "vs scalar", "max |diff| / max |y|"]), flush=True)
     if args.skip_model:
         return 0
-    model_rows, diff = model_table(resolution, args.model_repeats, 1, args.onnx_fused, args.onnx_unfused, args.threads)
+    given = {label: path for (label, _, _), path in
+             zip(GRAPHS, (args.onnx_fused, getattr(args, "onnx_fused_direct", None), args.onnx_unfused)) if path}
+    model_rows, diffs = model_table(resolution, args.model_repeats, 1, given, args.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n2. ONNX Runtime, base conv @{resolution}, batch 1, "
-          f"{'ORT default threads' if args.threads is None else f'{args.threads} threads'} (seconds per forward):")
+          f"{'ORT default threads' if args.threads is None else f'{args.threads} threads'} (seconds per forward, "
+          f"interleaved rounds; 1-min load average {load:.2f} at the end):")
     print(tabulate([[r["graph"], r["kernel"], f"{r['median_s']:.3f}", f"{r['min_s']:.3f}", r["n"]] for r in model_rows],
                    headers=["graph", "scan kernel", "median s", "min s", "n"]))
-    print(f"fused vs unfused logits (automatic kernel): max |diff| / max |logit| = {diff:.2e}")
+    first = GRAPHS[0][0]
+    for label, diff in diffs.items():
+        if label != first:
+            print(f"logits of '{label}' vs '{first}' (automatic kernel): max |diff| / max |logit| = {diff:.2e}")
     return 0

@@ -8,7 +8,7 @@ per second.
 
     remamber-deploy scan-bench                       # reference backend on this machine's CPU
     remamber-deploy scan-bench --backend cuda --device cuda --dtype float16
-    remamber-deploy scan-bench --cpu --resolutions 480   # CPU kernels old vs new + ORT fused vs unfused graph
+    remamber-deploy scan-bench --cpu --resolutions 480   # CPU kernels old vs new + ORT graphs before/after
 """
 
 from __future__ import annotations
@@ -108,8 +108,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cpu.add_argument("--skip-model", action="store_true", help="with --cpu: only the kernel table")
     cpu.add_argument("--onnx-fused", type=Path, default=None,
                      help="with --cpu: base conv graph with SS2DScan nodes (default: exported into a temp folder)")
+    cpu.add_argument("--onnx-fused-direct", type=Path, default=None,
+                     help="with --cpu: the fused graph exported with --upsample-conv direct (default: exported)")
     cpu.add_argument("--onnx-unfused", type=Path, default=None,
-                     help="with --cpu: base conv graph exported with --scan-op selective (default: exported)")
+                     help="with --cpu: base conv graph exported with --scan-op selective --upsample-conv direct "
+                          "(default: exported)")
     cpu.add_argument("--model-repeats", type=int_type("--model-repeats", minimum=1), default=3,
                      help="with --cpu: timed forwards per graph and kernel (default 3)")
     cpu.add_argument("--threads", type=int_type("--threads", minimum=1), default=None,
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cpu:
         from .cpu_scan_bench import run_cpu
 
-        for name in ("onnx_fused", "onnx_unfused"):
+        for name in ("onnx_fused", "onnx_fused_direct", "onnx_unfused"):
             path = getattr(args, name)
             if path is not None and not path.is_file():
                 raise InputError(f"--{name.replace('_', '-')} {path} does not exist; export it with "
