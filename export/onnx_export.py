@@ -171,15 +171,15 @@ def _rename_symbolic_dim(ir_model, old: str, new: str) -> None:
 
 
 def _lowres_upsample_convs(ir_model):
-    """export/resize_conv.py's rewrite on a proto round trip of the IR model (weights are copied once)."""
+    """export/resize_conv.py's rewrite on a proto round trip of the IR model (weights are copied once);
+    returns the model and how many convs were rewritten."""
     import onnx_ir as ir
 
     from . import resize_conv
 
     proto = ir.to_proto(ir_model)
-    if resize_conv.rewrite(proto) == 0:
-        return ir_model
-    return ir.from_proto(proto)
+    count = resize_conv.rewrite(proto)
+    return (ir.from_proto(proto) if count else ir_model), count
 
 
 def export_onnx(
@@ -301,9 +301,10 @@ def export_onnx(
             "remamber.outputs": ",".join(output_names),
             **(metadata or {}),
         }
+        rewritten = 0
         if lowres:
-            ir_model = _lowres_upsample_convs(ir_model)
-        props["remamber.upsample_conv"] = "lowres" if lowres else "direct"
+            ir_model, rewritten = _lowres_upsample_convs(ir_model)
+        props["remamber.upsample_conv"] = f"lowres ({rewritten} convs)" if rewritten else "direct"
         ir_model.metadata_props.update(props)
         ir_model.producer_name = "remamber-deploy"
         seconds["translate"] = time.perf_counter() - t0
