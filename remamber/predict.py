@@ -153,6 +153,9 @@ def run(args: argparse.Namespace) -> int:
     check_model_inputs(pixels, input_ids, attention_mask, source=source)
     if choice.random:
         print("warning: " + RANDOM_WARNING.format(seed=choice.seed) + ".", file=sys.stderr)
+    elif choice.kind == "demo" and (args.image is not None or args.sample is not None):
+        print("note: the demo checkpoint has only seen synthetic coloured shapes (not a RefCOCO model), so on "
+              "this image its mask means little; pass --checkpoint FILE for a real model.", file=sys.stderr)
 
     model = _build(choice)
     print(f"running the forward pass at {size}x{size} ...", file=sys.stderr)

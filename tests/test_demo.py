@@ -232,6 +232,12 @@ def test_predict_other_text_on_the_demo_image_has_no_truth(demo_dir, stand_ins, 
     assert "IoU vs ground truth" not in capsys.readouterr().out  # the truth belongs to the demo sentence
 
 
+def test_predict_demo_on_a_photo_says_it_knows_only_shapes(demo_dir, stand_ins, tmp_path, capsys):
+    assert cli.main(["predict", "--sample", "cat", "--out", str(tmp_path / "o")]) == 0
+    captured = capsys.readouterr()
+    assert "only seen synthetic coloured shapes" in captured.err and demo.DEMO_DESCRIPTION in captured.out
+
+
 def test_predict_refuses_a_model_the_demo_is_not(demo_dir, stand_ins, tmp_path, capsys):
     assert cli.main(["predict", "--preset", "base", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
