@@ -73,6 +73,16 @@ def _machine() -> str:
 def run(args) -> int:
     import torch
 
+    previous_threads = torch.get_num_threads()
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(previous_threads)  # embedded use (tests): leave the process as it was
+
+
+def _run(args) -> int:
+    import torch
+
     from ..data.refcoco import RefDataset
     from ..validate.paths import check_output_dir
     from .curve import plot_curve
@@ -135,7 +145,7 @@ def run(args) -> int:
         "training": {"command": command, "seed": args.seed, "data": data_info, "steps": args.steps,
                      "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
                      "weight_decay": args.weight_decay, "threads": args.threads,
-                     "wall_s": round(wall, 1), "machine": _machine(), "torch": torch.__version__,
+                     "wall_s": round(wall, 1), "machine": _machine(), "torch": str(torch.__version__),
                      "resumed": args.resume is not None},
         "metrics": metrics,
         "final": False,

@@ -1,0 +1,185 @@
+"""Training support (remamber/train): the official loss against an independent NumPy computation,
+deterministic training (same command -> same losses), exact resume, the fp16 export read by the
+checkpoint loader, the learning-rate schedule, and clear errors for bad options.
+
+Kept fast: the tiny model at 64 x 64 on a 6-image generated dataset, a handful of steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from remamber.errors import InputError
+from remamber.train.loss import segmentation_loss
+from remamber.train.schedule import lr_factor
+
+RES = 64
+
+
+def numpy_loss(logits: np.ndarray, masks: np.ndarray) -> float:
+    """dice + mean BCE-with-logits written out in float64 from the formulas (REMAMBER_SPEC 1.2)."""
+    x = logits.astype(np.float64).reshape(logits.shape[0], -1)
+    t = masks.astype(np.float64).reshape(masks.shape[0], -1)
+    p = 1.0 / (1.0 + np.exp(-x))
+    dice = 1.0 - (2.0 * (p * t).sum(1) + 1.0) / (p.sum(1) + t.sum(1) + 1.0)
+    bce = -(t * np.log(p) + (1.0 - t) * np.log(1.0 - p))
+    return float(dice.mean() + bce.mean())
+
+
+def test_loss_matches_numpy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, size=(3, 1, 8, 8)).astype(np.float32)
+    masks = (rng.random((3, 1, 8, 8)) > 0.6).astype(np.float32)
+    masks[2] = 0  # an empty target: dice's +1 smoothing keeps it finite
+    got = segmentation_loss(torch.from_numpy(logits), torch.from_numpy(masks)).item()
+    assert got == pytest.approx(numpy_loss(logits, masks), rel=1e-5, abs=1e-6)
+
+
+def test_loss_hand_values():
+    # logits 0 everywhere: p = 0.5, BCE = ln 2; one pixel of four is foreground:
+    # dice = 1 - (2*0.5 + 1) / (2 + 1 + 1) = 0.5
+    logits = torch.zeros(1, 1, 2, 2)
+    masks = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    assert segmentation_loss(logits, masks).item() == pytest.approx(0.5 + math.log(2), rel=1e-6)
+
+
+def test_loss_refuses_mismatched_shapes():
+    with pytest.raises(InputError, match="resize the masks"):
+        segmentation_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 8, 8))
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 100, 10, 0.0) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, 0.0) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from remamber.data.refcoco import RefDataset
+    from remamber.data.synthetic import generate
+    from remamber.train.data import load_split
+
+    root = tmp_path_factory.mktemp("train-data")
+    generate(root, images=6, seed=1)
+    dataset = RefDataset(root)
+    return root, load_split(dataset, "train", RES), load_split(dataset, "val", RES)
+
+
+def _config(**kw):
+    from remamber.train.loop import TrainConfig
+
+    base = dict(resolution=RES, batch_size=2, steps=4, lr=1e-3, warmup=1, seed=3, eval_every=0, eval_limit=4,
+                checkpoint_every=2, log_every=1, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_preloaded_split(tiny_data):
+    _, train, val = tiny_data
+    assert train.images.shape[1:] == (3, RES, RES) and train.masks.shape[1:] == (1, RES, RES)
+    assert len(train) == train.input_ids.shape[0] > 0 and len(val) > 0
+    images, ids, attention, masks = train.batch(torch.arange(2))
+    assert masks.dtype == torch.float32 and set(masks.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_training_is_deterministic_and_resume_is_exact(tiny_data, tmp_path):
+    from remamber.train.loop import train
+
+    _, train_split, _ = tiny_data
+    first = train(_config(), train_split, None, tmp_path / "a", say=lambda *_: None)
+    second = train(_config(), train_split, None, tmp_path / "b", say=lambda *_: None)
+    assert first["losses"] == second["losses"]
+    assert len(first["losses"]) == 4 and all(math.isfinite(v) for v in first["losses"])
+    assert first["losses"][-1] != first["losses"][0]  # the weights did change
+
+    # Interrupt a run right after its step-2 checkpoint, resume it, and compare with the uninterrupted run.
+    _stop_at(train_split, tmp_path / "mid", 2)
+    resumed = train(_config(), train_split, None, tmp_path / "mid", resume=tmp_path / "mid" / "checkpoint.pth",
+                    say=lambda *_: None)
+    assert resumed["losses"] == first["losses"][2:]
+    final_a = first["model"].state_dict()
+    for k, v in resumed["model"].state_dict().items():
+        assert torch.equal(v, final_a[k]), k
+    rows = [json.loads(x) for x in (tmp_path / "mid" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def _stop_at(train_split, out, stop):
+    """Run the 4-step configuration but interrupt it right after step ``stop``'s checkpoint."""
+    from remamber.train import loop
+
+    original = loop.save_training_state
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(path, model, optimizer, scheduler, step, config):
+        original(path, model, optimizer, scheduler, step, config)
+        if step == stop:
+            raise Stop
+
+    loop.save_training_state = save_then_stop
+    try:
+        with pytest.raises(Stop):
+            loop.train(_config(), train_split, None, out, say=lambda *_: None)
+    finally:
+        loop.save_training_state = original
+
+
+def test_resume_refuses_other_options(tiny_data, tmp_path):
+    from remamber.train.loop import train
+
+    _, train_split, _ = tiny_data
+    train(_config(steps=2), train_split, None, tmp_path / "a", say=lambda *_: None)
+    with pytest.raises(InputError, match="lr: checkpoint 0.001, now 0.002"):
+        train(_config(steps=2, lr=2e-3), train_split, None, tmp_path / "b", resume=tmp_path / "a" / "checkpoint.pth")
+
+
+def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path):
+    """remamber-deploy train on a tiny folder: metrics, curve, and an fp16 file the loader reads."""
+    from remamber.checkpoint import load_checkpoint
+    from remamber.cli import main
+    from remamber.model import build_model
+
+    root, _, _ = tiny_data
+    out = tmp_path / "run"
+    rc = main(["train", "--data", str(root), "--out", str(out), "--resolution", str(RES), "--batch-size", "2",
+               "--steps", "2", "--warmup", "1", "--eval-every", "1", "--eval-limit", "2", "--final-splits", "val",
+               "--threads", "1", "--no-progress"])
+    assert rc == 0
+    meta = json.loads((out / "model_fp16.json").read_text())
+    assert meta["storage_dtype"] == "float16" and meta["resolution"] == RES and meta["training"]["steps"] == 2
+    assert 0.0 <= meta["metrics"]["val"]["oIoU"] <= 1.0
+    assert (out / "curve.png").stat().st_size > 0
+    assert (out / "metrics.csv").read_text().startswith("step,loss,lr,val_oIoU")
+    saved = torch.load(out / "model_fp16.pth", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in saved["model"].values() if v.is_floating_point())
+    model = build_model("conv", "tiny", seed=99)
+    report = load_checkpoint(model, out / "model_fp16.pth")
+    assert not report.missing
+    trained = torch.load(out / "checkpoint.pth", weights_only=True)["model"]
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, trained[k].to(v.dtype), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--data", "/nonexistent/folder"], "--data /nonexistent/folder is not a folder"),
+    (["--resolution", "100"], "multiple of 32"),
+    (["--steps", "5", "--warmup", "5"], "--warmup 5 must be below --steps 5"),
+    (["--resume", "/nonexistent/ckpt.pth"], "no such file"),
+])
+def test_cli_refuses_bad_input(tmp_path, capsys, argv, message):
+    from remamber.cli import main
+
+    rc = main(["train", "--out", str(tmp_path / "o"), "--no-progress", *argv])
+    assert rc == 2
+    assert message in capsys.readouterr().err
