@@ -1,0 +1,53 @@
+"""Score a trained checkpoint on a RefCOCO-layout split at any input resolution (e.g. the training
+resolution, or 480 where predict and the main job run it):
+
+    python -m remamber.train.measure --checkpoint model_fp16.pth --data DIR --split val --resolution 480 [--limit N]
+
+Prints {"oIoU", "mIoU", "n"} as JSON. The checkpoint is read by remamber.checkpoint (the path any
+user of the file takes), so this also checks that the exported file loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def measure(checkpoint: Path, data: Path, split: str, resolution: int, limit: int | None = None,
+            preset: str = "tiny", variant: str = "conv", dataset: str = "refcoco", batch_size: int = 8) -> dict:
+    from ..checkpoint import load_checkpoint
+    from ..data.refcoco import RefDataset
+    from ..model import build_model
+    from .data import load_split
+    from .evaluate import evaluate
+
+    model = build_model(variant, preset)
+    load_checkpoint(model, checkpoint)
+    tensors = load_split(RefDataset(data, dataset), split, resolution, limit=limit)
+    return evaluate(model, tensors, batch_size=batch_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(prog="python -m remamber.train.measure", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--resolution", type=int, required=True)
+    parser.add_argument("--limit", type=int, default=None, help="first N sentences of the split")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--variant", default="conv")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = measure(args.checkpoint, args.data, args.split, args.resolution, args.limit, args.preset, args.variant)
+    json.dump(result, sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
