@@ -3,6 +3,7 @@
 Modules (flat package, installed as ``remamber.export``):
 - scan_onnx: the ``remamber::SelectiveScan`` ONNX schema and the exporter's custom translation
 - onnx_export: ``export_onnx(model, path, resolution, precision="fp32", ...)``
+- resize_conv: the fp32 rewrite of each 3x3 conv of a bilinear upsample into low-resolution MatMuls
 - fp16: the strongly typed half-precision model used by fp16 exports
 - graph_checks: checker, shape inference, scan-node rule, fp16 typing rules, graph summary
 - intermediates: the per-stage tensors ``--mark-intermediates`` adds as outputs
