@@ -153,6 +153,24 @@ def compare(out, ref, channels) -> dict:
     }
 
 
+def count_by_group(rows) -> dict[str, dict[str, int]]:
+    """Pass / FAIL / skipped counts of correctness rows per case group (every correctness step's summary)."""
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        g = counts.setdefault(r["group"], {"pass": 0, "FAIL": 0, "skipped": 0})
+        g["skipped" if r["status"].startswith("skipped") else r["status"]] += 1
+    return counts
+
+
+def worst_error(rows) -> dict | None:
+    """The largest rel_l2 and max_abs_over_max_ref over the measured rows, None when none was measured."""
+    measured = [r for r in rows if "rel_l2" in r]
+    if not measured:
+        return None
+    return {"rel_l2": max(r["rel_l2"] for r in measured),
+            "max_abs_over_max_ref": max(r["max_abs_over_max_ref"] for r in measured)}
+
+
 def sequential_scan_float64(u, delta, A, B, C, D, bias, softplus):
     """The contract, one time step at a time, float64 (independent of remamber.ops's chunking)."""
     import torch

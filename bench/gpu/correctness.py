@@ -8,7 +8,7 @@ import json
 import random
 import sys
 
-from .cases import (ERROR_BOUND, REFERENCE_ELEMENT_BUDGET, ScanCase, compare, correctness_plan, make_inputs,
+from .cases import (ERROR_BOUND, REFERENCE_ELEMENT_BUDGET, ScanCase, compare, correctness_plan, count_by_group, make_inputs,
                     reference_channels, reference_scan, sequential_scan_float64)
 from .common import Run, synchronize
 
@@ -129,10 +129,7 @@ def step_correctness(run: Run, seed: int, deadline_s: float) -> None:
                     torch.cuda.empty_cache()
             rows.append(row)
         e["cases"] = rows
-        counts: dict[str, dict[str, int]] = {}
-        for r in rows:
-            g = counts.setdefault(r["group"], {"pass": 0, "FAIL": 0, "skipped": 0})
-            g["skipped" if r["status"].startswith("skipped") else r["status"]] += 1
+        counts = count_by_group(rows)
         e["by_group"] = counts
         measured = [r for r in rows if "rel_l2" in r]
         for dt in ERROR_BOUND:

@@ -18,7 +18,7 @@ import json
 import math
 import random
 
-from .cases import ERROR_BOUND, compare
+from .cases import ERROR_BOUND, compare, count_by_group, worst_error
 from .common import Run, l2_bytes, l2_flusher, stats, synchronize, time_calls
 from .correctness import kernel_scan_into
 from .speed import REHEARSAL_MAX_ELEMENTS, copy_bandwidth
@@ -122,15 +122,11 @@ def step_ss2d_correctness(run: Run, seed: int, deadline_s: float, resolutions=(4
                 run.fail(f"ss2d_correctness {case.label()}: {row}")
             rows.append(row)
         e["cases"] = rows
-        counts: dict[str, dict[str, int]] = {}
-        for r in rows:
-            g = counts.setdefault(r["group"], {"pass": 0, "FAIL": 0, "skipped": 0})
-            g["skipped" if r["status"].startswith("skipped") else r["status"]] += 1
+        counts = count_by_group(rows)
         e["by_group"] = counts
-        measured = [r for r in rows if "rel_l2" in r]
-        if measured:
-            e["worst"] = {"rel_l2": max(r["rel_l2"] for r in measured),
-                          "max_abs_over_max_ref": max(r["max_abs_over_max_ref"] for r in measured)}
+        worst = worst_error(rows)
+        if worst is not None:
+            e["worst"] = worst
         vs = [r["vs_unfused"] for r in rows if "vs_unfused" in r]
         if vs:
             e["worst_vs_unfused"] = {k: max(v[k] for v in vs) for k in vs[0]}

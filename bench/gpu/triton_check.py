@@ -26,7 +26,7 @@ import json
 import math
 import random
 
-from .cases import ERROR_BOUND, ScanCase, compare, correctness_plan, make_inputs, reference_channels, reference_scan
+from .cases import ERROR_BOUND, ScanCase, compare, correctness_plan, count_by_group, worst_error, make_inputs, reference_channels, reference_scan
 from .common import Run, l2_bytes, l2_flusher, markdown_table, stats, synchronize, time_calls
 from .correctness import kernel_scan_into
 from .shapes import scan_bytes
@@ -179,15 +179,11 @@ def step_triton_correctness(run: Run, seed: int, deadline_s: float, resolutions=
                 run.fail(f"triton_correctness {kind} {case.label()}: {row}")
             rows.append(row)
         e["cases"] = rows
-        counts: dict[str, dict[str, int]] = {}
-        for r in rows:
-            g = counts.setdefault(r["group"], {"pass": 0, "FAIL": 0, "skipped": 0})
-            g["skipped" if r["status"].startswith("skipped") else r["status"]] += 1
+        counts = count_by_group(rows)
         e["by_group"] = counts
-        measured = [r for r in rows if "rel_l2" in r]
-        if measured:
-            e["worst"] = {"rel_l2": max(r["rel_l2"] for r in measured),
-                          "max_abs_over_max_ref": max(r["max_abs_over_max_ref"] for r in measured)}
+        worst = worst_error(rows)
+        if worst is not None:
+            e["worst"] = worst
         e["capture_compile"] = cc = _capture_and_compile(run, gen, device)
         for name, r in cc.items():
             if isinstance(r, dict) and r.get("status") == "FAIL":
