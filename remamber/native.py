@@ -1,13 +1,14 @@
 """Locate and load the compiled remamber::SelectiveScan libraries.
 
-Three libraries come out of the root CMakeLists.txt (``bash scripts/build_native.sh``), installed
+Four libraries come out of the root CMakeLists.txt (``bash scripts/build_native.sh``), installed
 into ``remamber/lib/``:
 
 - ``ort``:  libremamber_ort_ops.so     ONNX Runtime custom-op library (RegisterCustomOps)
 - ``trt``:  libremamber_trt_plugin.so  TensorRT / TensorRT-RTX IPluginV3 plugin (getCreators)
 - ``cuda``: libremamber_scan_cuda.so   the CUDA kernel behind a C ABI (remamberSelectiveScanForward)
+- ``cpu``:  libremamber_cpu_ops.so     both ops' CPU kernels, forward and backward, behind a C ABI (training)
 
-Users who keep them elsewhere set REMAMBER_ORT_LIB, REMAMBER_TRT_PLUGIN_LIB or REMAMBER_CUDA_LIB to
+Users who keep them elsewhere set REMAMBER_ORT_LIB, REMAMBER_TRT_PLUGIN_LIB, REMAMBER_CUDA_LIB or REMAMBER_CPU_LIB to
 the file. ``remamber-deploy native`` prints what was found.
 """
 
@@ -29,6 +30,7 @@ LIBRARIES: dict[str, tuple[str, str, str]] = {
     "ort": ("libremamber_ort_ops.so", "REMAMBER_ORT_LIB", "ONNX Runtime custom-op library"),
     "trt": ("libremamber_trt_plugin.so", "REMAMBER_TRT_PLUGIN_LIB", "TensorRT plugin library"),
     "cuda": ("libremamber_scan_cuda.so", "REMAMBER_CUDA_LIB", "CUDA scan kernel library"),
+    "cpu": ("libremamber_cpu_ops.so", "REMAMBER_CPU_LIB", "CPU scan kernel library (forward and backward)"),
 }
 
 

@@ -21,5 +21,6 @@ __all__ = [
     "validate_ss2d_inputs",
 ]
 
+from . import cpu_backend  # noqa: E402,F401  (registers the "cpu" backend, used only when named; loads no library)
 from . import cuda_backend  # noqa: E402,F401  (registers the lazy "cuda" backend; loads no library)
 from . import triton_backend  # noqa: E402,F401  (registers the lazy "triton" backend; imports no triton)

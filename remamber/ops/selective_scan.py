@@ -98,6 +98,8 @@ def _(u, delta, A, B, C, D, delta_bias, delta_softplus):
 # ---- autograd: whatever backend ran the forward, the backward recomputes the scan through the
 # differentiable reference (remamber/ops/reference.py) and differentiates that. Recomputing costs
 # one more forward of the scan but stores nothing extra, and one backward serves every backend.
+# Exception: when the "cpu" backend is the one selected, float32 CPU inputs take its native backward
+# (remamber/ops/cpu_backend.py; training speed, issue 16), checked against this one in the tests.
 
 def reference_backward(reference_fn, saved, needs, grad_out, *static):
     """Gradients of ``reference_fn(*saved, *static)`` w.r.t. the saved tensors that need one.
@@ -124,8 +126,12 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_out):
-    grads = reference_backward(selective_scan_reference, ctx.saved_tensors, ctx.needs_input_grad[:7], grad_out,
-                               ctx.delta_softplus)
+    from . import cpu_backend  # the native backward, when the "cpu" backend is the one selected
+
+    saved, needs = ctx.saved_tensors, ctx.needs_input_grad[:7]
+    if cpu_backend.native_backward(backends.OP_SELECTIVE_SCAN, saved, needs):
+        return (*cpu_backend.selective_scan_backward(saved, needs, grad_out, ctx.delta_softplus), None)
+    grads = reference_backward(selective_scan_reference, saved, needs, grad_out, ctx.delta_softplus)
     return (*grads, None)
 
 

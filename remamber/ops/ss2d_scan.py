@@ -107,8 +107,12 @@ def _setup_context(ctx, inputs, output):
 
 
 def _backward(ctx, grad_out):
-    grads = reference_backward(ss2d_scan_reference, ctx.saved_tensors, ctx.needs_input_grad[:7], grad_out,
-                               ctx.delta_softplus, ctx.layout)
+    from . import cpu_backend  # the native backward, when the "cpu" backend is the one selected
+
+    saved, needs = ctx.saved_tensors, ctx.needs_input_grad[:7]
+    if cpu_backend.native_backward(backends.OP_SS2D_SCAN, saved, needs):
+        return (*cpu_backend.ss2d_scan_backward(saved, needs, grad_out, ctx.delta_softplus, ctx.layout), None, None)
+    grads = reference_backward(ss2d_scan_reference, saved, needs, grad_out, ctx.delta_softplus, ctx.layout)
     return (*grads, None, None)
 
 

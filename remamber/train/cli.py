@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int_type("--checkpoint-every", minimum=1), default=200)
     parser.add_argument("--threads", type=int_type("--threads", minimum=1, maximum=1024), default=2,
                         help="torch intra-op threads (part of the determinism: keep it for a reproduction)")
+    parser.add_argument("--scan-backend", choices=("auto", "cpu", "reference"), default="auto",
+                        help="scan kernels for training: cpu = our native forward and backward (several times "
+                             "faster; needs `bash scripts/build_native.sh`), reference = the PyTorch reference; "
+                             "auto = cpu when its library is built (default: auto)")
     parser.add_argument("--final-splits", default="val,testA", help="splits scored in full at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -80,7 +84,35 @@ def run(args) -> int:
         torch.set_num_threads(previous_threads)  # embedded use (tests): leave the process as it was
 
 
+def scan_backend_for_training(choice: str) -> str:
+    """The scan backend the run uses: "cpu" when asked or (auto) when its library loads, else "reference"."""
+    from ..ops import cpu_backend
+
+    if choice == "reference":
+        return "reference"
+    reason = cpu_backend.unavailable_reason()
+    if reason is None:
+        return "cpu"
+    if choice == "cpu":
+        raise InputError(f"--scan-backend cpu: {reason}")
+    print(f"note: training with the slow PyTorch reference scan ({reason})")
+    return "reference"
+
+
+def ops_backend_name() -> str:
+    from ..ops import resolve_backend
+
+    return resolve_backend("cpu").name
+
+
 def _run(args) -> int:
+    from .. import ops
+
+    with ops.use_backend(scan_backend_for_training(args.scan_backend)):
+        return _run_with_backend(args)
+
+
+def _run_with_backend(args) -> int:
     import torch
 
     from ..data.refcoco import RefDataset
@@ -145,6 +177,7 @@ def _run(args) -> int:
         "training": {"command": command, "seed": args.seed, "data": data_info, "steps": args.steps,
                      "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
                      "weight_decay": args.weight_decay, "threads": args.threads,
+                     "scan_backend": ops_backend_name(),
                      "wall_s": round(wall, 1), "machine": _machine(), "torch": str(torch.__version__),
                      "resumed": args.resume is not None},
         "metrics": metrics,
