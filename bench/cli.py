@@ -320,9 +320,11 @@ def write_plots(report, out_dir: Path, logits: dict, references: dict, first_pai
             title = "RANDOM WEIGHTS, masks meaningless - " + title
         elif r.get("mask") and r["mask"]["truth_iou"] is not None:
             title += f" - IoU vs ground truth {r['mask']['truth_iou']:.3f}"
+        truth = getattr(pair, "truth", None)
         path = plots.mask_overlay(
             pair.image, imageio.postprocess(ref, size), imageio.postprocess(out, size),
             out_dir / f"masks_{r['runtime']}_{res}.png", r["runtime"], title,
+            truth_mask=None if truth is None else np.asarray(truth, dtype=bool),
         )
         r["plots"]["masks"] = path.name
 

@@ -55,8 +55,11 @@ def error_histogram(errors: dict[str, np.ndarray], path: Path) -> Path:
     return _save(fig, path)
 
 
-def mask_overlay(image, reference_mask: np.ndarray, runtime_mask: np.ndarray, path: Path, runtime: str, title: str) -> Path:
-    """Three panels over the image: reference mask, runtime mask, pixels where they differ."""
+def mask_overlay(image, reference_mask: np.ndarray, runtime_mask: np.ndarray, path: Path, runtime: str, title: str,
+                 truth_mask: np.ndarray | None = None) -> Path:
+    """Three panels over the image: reference mask, runtime mask, pixels where they differ. With
+    ``truth_mask`` (the demo scene's), its outline is drawn in yellow on the two mask panels, so a
+    reader sees at once whether the masks are right, not only whether the runtimes agree."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     diff = reference_mask != runtime_mask
     panels = (
@@ -66,11 +69,16 @@ def mask_overlay(image, reference_mask: np.ndarray, runtime_mask: np.ndarray, pa
     )
     height, width = diff.shape
     fig = Figure(figsize=(11, 11 / 3 * height / width + 0.9), layout="constrained")
+    outline = truth_mask is not None and truth_mask.shape == diff.shape and truth_mask.any()
     for i, (name, mask, colour) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, 3, i)
         over = rgb.copy()
-        over[mask] = 0.45 * over[mask] + 0.55 * np.asarray(colour, dtype=np.float32)
+        # Strong tint (70 %) so small masks stay visible on a bright image.
+        over[mask] = 0.3 * over[mask] + 0.7 * np.asarray(colour, dtype=np.float32)
         ax.imshow(over)
+        if outline and i < 3:
+            ax.contour(truth_mask.astype(np.float32), levels=[0.5], colors="yellow", linewidths=1.2)
+            name += " (yellow: true mask)"
         ax.set_title(name, fontsize=9)
         ax.axis("off")
     fig.suptitle(title, fontsize=10)

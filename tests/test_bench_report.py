@@ -187,3 +187,25 @@ def test_unreadable_or_invalid_baselines_are_input_errors(tmp_path, content, mes
     with pytest.raises(InputError, match=message) as info:
         gate.load_baseline(path)
     assert "--save-baseline" in str(info.value)  # the message says how to get a good one
+
+
+def test_mask_overlay_outlines_the_true_mask_in_yellow(tmp_path):
+    """With the demo scene's true mask, its outline is drawn (yellow pixels appear); without, none."""
+    from PIL import Image
+
+    from remamber.bench import plots
+
+    image = Image.new("RGB", (64, 48), (40, 40, 40))
+    truth = np.zeros((48, 64), dtype=bool)
+    truth[10:30, 20:44] = True
+    mask = np.zeros_like(truth)
+    mask[12:28, 22:40] = True
+
+    def yellow_pixels(path):
+        rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        return int(((rgb[..., 0] > 200) & (rgb[..., 1] > 200) & (rgb[..., 2] < 80)).sum())
+
+    with_truth = plots.mask_overlay(image, mask, mask, tmp_path / "with.png", "ort", "t", truth_mask=truth)
+    without = plots.mask_overlay(image, mask, mask, tmp_path / "without.png", "ort", "t")
+    assert yellow_pixels(with_truth) > 50
+    assert yellow_pixels(without) == 0
