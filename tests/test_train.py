@@ -157,6 +157,10 @@ def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path):
     assert rc == 0
     meta = json.loads((out / "model_fp16.json").read_text())
     assert meta["storage_dtype"] == "float16" and meta["resolution"] == RES and meta["training"]["steps"] == 2
+    # the native backward is used when the library is built, and the metadata says which ran
+    from remamber.ops import cpu_backend
+
+    assert meta["training"]["scan_backend"] == ("cpu" if cpu_backend.unavailable_reason() is None else "reference")
     assert 0.0 <= meta["metrics"]["val"]["oIoU"] <= 1.0
     assert (out / "curve.png").stat().st_size > 0
     assert (out / "metrics.csv").read_text().startswith("step,loss,lr,val_oIoU")
@@ -171,8 +175,27 @@ def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path):
             torch.testing.assert_close(v, trained[k].to(v.dtype), rtol=1e-3, atol=1e-3)
 
 
+def test_text_encoder_lr_mult_gives_the_text_pathway_its_own_group():
+    from remamber.train.loop import TEXT_PATHWAY, TrainConfig, build
+
+    model, optimizer, scheduler = build(TrainConfig(steps=10, warmup=2, lr=1e-3, text_encoder_lr_mult=5.0))
+    assert len(optimizer.param_groups) == 2
+    rest, text = optimizer.param_groups
+    assert text["lr"] == pytest.approx(5 * rest["lr"])
+    text_ids = {id(p) for p in text["params"]}
+    for name, p in model.named_parameters():
+        assert (id(p) in text_ids) == name.startswith(TEXT_PATHWAY), name
+    assert any(n.startswith("text_encoder.") for n, _ in model.named_parameters())
+    scheduler.step()
+    assert text["lr"] == pytest.approx(5 * rest["lr"])  # the schedule scales both groups alike
+    # default: one group, as before the option (old checkpoints resume)
+    _, plain, _ = build(TrainConfig(steps=10, warmup=2))
+    assert len(plain.param_groups) == 1
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--data", "/nonexistent/folder"], "--data /nonexistent/folder is not a folder"),
+    (["--text-encoder-lr-mult", "-1"], "--text-encoder-lr-mult"),
     (["--resolution", "100"], "multiple of 32"),
     (["--steps", "5", "--warmup", "5"], "--warmup 5 must be below --steps 5"),
     (["--resume", "/nonexistent/ckpt.pth"], "no such file"),

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float_type("--lr", minimum=0, strict_minimum=True, maximum=1.0), default=1e-3,
                         help="peak AdamW learning rate")
     parser.add_argument("--warmup", type=int_type("--warmup", minimum=0), default=100, help="linear warm-up steps")
+    parser.add_argument("--text-encoder-lr-mult", type=float_type("--text-encoder-lr-mult", minimum=0, maximum=1000.0),
+                        default=1.0, help="lr multiplier of the text encoder; 0 freezes it at its random initialisation "
+                                          "(keeps sentences apart while the fusion learns to read them); default 1")
     parser.add_argument("--weight-decay", type=float_type("--weight-decay", minimum=0), default=1e-4)
     parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**31 - 1), default=0,
                         help="model initialisation and batch order")
@@ -154,6 +157,7 @@ def _run_with_backend(args) -> int:
     config = TrainConfig(
         preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, seed=args.seed,
+        text_encoder_lr_mult=args.text_encoder_lr_mult,
         log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
@@ -176,6 +180,7 @@ def _run_with_backend(args) -> int:
         "description": "demo: tiny preset trained on synthetic shapes; not a RefCOCO model",
         "training": {"command": command, "seed": args.seed, "data": data_info, "steps": args.steps,
                      "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
+                     "text_encoder_lr_mult": args.text_encoder_lr_mult,
                      "weight_decay": args.weight_decay, "threads": args.threads,
                      "scan_backend": ops_backend_name(),
                      "wall_s": round(wall, 1), "machine": _machine(), "torch": str(torch.__version__),

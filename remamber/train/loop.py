@@ -24,6 +24,8 @@ from .loss import segmentation_loss
 from .schedule import build_scheduler
 from .state import CHECKPOINT_NAME, load_training_state, save_training_state
 
+# Parameter-name prefix of the text encoder (TrainConfig.text_encoder_lr_mult).
+TEXT_PATHWAY = ("text_encoder.",)
 CSV_FIELDS = ("step", "loss", "lr", "val_oIoU", "val_mIoU", "val_n", "elapsed_s")
 
 
@@ -38,6 +40,12 @@ class TrainConfig:
     warmup: int = 100
     weight_decay: float = 1e-4
     min_lr_ratio: float = 0.02
+    # lr multiplier of the text encoder; 0 freezes it at its seeded random initialisation. Why: trained
+    # from scratch with the rest, the text encoder collapses (every sentence gets nearly the same
+    # features, cosine 0.99 after a few hundred steps) before the network has learned to use it, and
+    # the model settles on a text-blind "every object" mask. A frozen random encoder keeps sentences
+    # apart, so the fusion layers can learn to read them (docs/TRAINING.md).
+    text_encoder_lr_mult: float = 1.0
     seed: int = 0
     log_every: int = 10
     eval_every: int = 200
@@ -49,6 +57,8 @@ class TrainConfig:
     def as_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("preset", "variant", "resolution", "batch_size", "steps", "lr", "warmup",
                                            "weight_decay", "min_lr_ratio", "seed")}
+        if self.text_encoder_lr_mult != 1.0:  # only when used, so checkpoints of earlier runs still resume
+            d["text_encoder_lr_mult"] = self.text_encoder_lr_mult
         return d
 
 
@@ -67,7 +77,14 @@ def build(config: TrainConfig):
     from ..model import build_model
 
     model = build_model(config.variant, config.preset, seed=config.seed).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    text, rest = [], []
+    for name, p in model.named_parameters():
+        (text if name.startswith(TEXT_PATHWAY) else rest).append(p)
+    if config.text_encoder_lr_mult == 1.0 or not text:  # one group, as runs before the option (resumable)
+        groups = model.parameters()
+    else:
+        groups = [{"params": rest, "lr": config.lr}, {"params": text, "lr": config.lr * config.text_encoder_lr_mult}]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = build_scheduler(optimizer, config.steps, config.warmup, config.min_lr_ratio)
     return model, optimizer, scheduler
 
