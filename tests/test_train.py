@@ -206,3 +206,22 @@ def test_cli_refuses_bad_input(tmp_path, capsys, argv, message):
     rc = main(["train", "--out", str(tmp_path / "o"), "--no-progress", *argv])
     assert rc == 2
     assert message in capsys.readouterr().err
+
+
+def test_probe_tells_a_text_blind_model_from_one_that_reads_the_text(tiny_data):
+    """remamber.train.probe: a random model's sentences differ (cosine well below 1) and swapping them
+    changes its mask; with the text encoder's output forced constant the cosine is 1 and nothing changes."""
+    from remamber.model import build_model
+    from remamber.train.probe import sentence_swap, text_feature_cosine
+
+    _, _, val = tiny_data
+    model = build_model("conv", "tiny", seed=3).eval()
+    assert text_feature_cosine(model) < 0.9
+    reads = sentence_swap(model, val, 4)
+    assert reads["n"] == 4 and reads["changed_fraction"] > 0
+    norm = model.text_encoder.text_model.final_layer_norm
+    with torch.no_grad():
+        norm.weight.zero_()  # every token's feature becomes the bias: the collapse, made exact
+        norm.bias.copy_(torch.linspace(-1.0, 1.0, norm.bias.numel()))
+    assert text_feature_cosine(model) == pytest.approx(1.0, abs=1e-6)
+    assert sentence_swap(model, val, 4)["changed_fraction"] == 0.0
