@@ -175,8 +175,8 @@ def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path):
             torch.testing.assert_close(v, trained[k].to(v.dtype), rtol=1e-3, atol=1e-3)
 
 
-def test_text_encoder_lr_mult_gives_the_text_pathway_its_own_group():
-    from remamber.train.loop import TEXT_PATHWAY, TrainConfig, build
+def test_text_encoder_lr_mult_gives_the_text_encoder_its_own_group():
+    from remamber.train.loop import TEXT_ENCODER_PREFIX, TrainConfig, build
 
     model, optimizer, scheduler = build(TrainConfig(steps=10, warmup=2, lr=1e-3, text_encoder_lr_mult=5.0))
     assert len(optimizer.param_groups) == 2
@@ -184,7 +184,7 @@ def test_text_encoder_lr_mult_gives_the_text_pathway_its_own_group():
     assert text["lr"] == pytest.approx(5 * rest["lr"])
     text_ids = {id(p) for p in text["params"]}
     for name, p in model.named_parameters():
-        assert (id(p) in text_ids) == name.startswith(TEXT_PATHWAY), name
+        assert (id(p) in text_ids) == name.startswith(TEXT_ENCODER_PREFIX), name
     assert any(n.startswith("text_encoder.") for n, _ in model.named_parameters())
     scheduler.step()
     assert text["lr"] == pytest.approx(5 * rest["lr"])  # the schedule scales both groups alike

@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include <algorithm>
-#include <thread>
 #include <vector>
 
 #include "scan_cpu.h"
+#include "scan_cpu_parallel.h"
 #include "scan_cpu_simd.h"
 #include "scan_math.h"
 
@@ -144,22 +144,10 @@ void row_backward(const Row& r, int64_t L, int64_t N, bool delta_softplus, Pos p
 // each thread with its own scratch of 2 * L * N + 3 * L floats (row_backward's buffers).
 template <class Body>
 void for_each_batch(int64_t batch, int64_t L, int64_t N, int threads, Body body) {
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads < 1 ? 1 : threads, batch));
-  auto run = [&](int64_t b0, int64_t b1) {
+  parallel_ranges(batch, threads, [&](int64_t b0, int64_t b1) {
     std::vector<float> scratch(static_cast<size_t>(std::max<int64_t>(1, 2 * L * N + 3 * L)));
     for (int64_t b = b0; b < b1; ++b) body(b, scratch.data());
-  };
-  if (workers == 1) {
-    run(0, batch);
-    return;
-  }
-  std::vector<std::thread> pool;
-  const int64_t per = (batch + workers - 1) / workers;
-  for (int64_t w = 0; w < workers; ++w) {
-    const int64_t b0 = w * per, b1 = std::min(batch, b0 + per);
-    if (b0 < b1) pool.emplace_back(run, b0, b1);
-  }
-  for (auto& th : pool) th.join();
+  });
 }
 
 // Per-batch partial sums of the per-channel gradients, reduced in batch order into the outputs.

@@ -5,28 +5,21 @@
 // remamberCpuScanLastError() (per thread), "<entry point>: <problem>".
 #include <stdint.h>
 
-#include <algorithm>
 #include <string>
-#include <thread>
-#include <vector>
 
+#include "c_api_status.h"
 #include "scan_cpu.h"
 #include "scan_cpu_grad.h"
-
-#define REMAMBER_EXPORT extern "C" __attribute__((visibility("default")))
+#include "scan_cpu_parallel.h"
+#include "scan_operands.h"
 
 namespace {
 
+using remamber::scan::ScanDtype;
+
 thread_local std::string g_last_error;
 
-int finish(const char* entry, const char* problem) {
-  if (problem != nullptr) {
-    g_last_error = std::string(entry) + ": " + problem;
-    return 1;
-  }
-  g_last_error.clear();
-  return 0;
-}
+int finish(const char* entry, const char* problem) { return remamber::scan::capi::finish(g_last_error, entry, problem); }
 
 const char* check_common(int dtype, int delta_softplus, int threads) {
   if (dtype < 0 || dtype > 2) return "dtype must be 0 (float32), 1 (float16) or 2 (bfloat16)";
@@ -35,64 +28,39 @@ const char* check_common(int dtype, int delta_softplus, int threads) {
   return nullptr;
 }
 
-// Runs fn(begin, end) over [0, count) split into contiguous ranges on up to `threads` threads. The
-// forward kernels write disjoint outputs per row / channel, so the split does not change the result.
-template <class Fn>
-void parallel_ranges(int64_t count, int threads, Fn fn) {
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(threads, count));
-  if (workers == 1) {
-    fn(int64_t{0}, count);
-    return;
-  }
-  std::vector<std::thread> pool;
-  const int64_t per = (count + workers - 1) / workers;
-  for (int64_t w = 0; w < workers; ++w) {
-    const int64_t b = w * per, e = std::min(count, b + per);
-    if (b < e) pool.emplace_back(fn, b, e);
-  }
-  for (auto& th : pool) th.join();
+// Pointers, dtype and delta_softplus of either op's argument struct, through the wiring every C ABI
+// and runtime op shares (scan_operands.h); y is nullptr for the backward.
+template <class Args>
+Args with_operands(const void* u, const void* delta, const float* A, const void* B, const void* C, const float* D,
+                   const float* delta_bias, float* y, int dtype, int delta_softplus) {
+  Args p;
+  const void* const in[remamber::scan::kNumInputs] = {u, delta, A, B, C, D, delta_bias};
+  remamber::scan::set_operands(p, in, y, static_cast<ScanDtype>(dtype), delta_softplus != 0);
+  return p;
 }
 
 remamber::scan::ScanArgs scan_args(const void* u, const void* delta, const float* A, const void* B, const void* C,
-                                   const float* D, const float* delta_bias, int batch, int channels, int length,
-                                   int groups, int nstate, int dtype, int delta_softplus) {
-  remamber::scan::ScanArgs p;
-  p.u = u;
-  p.delta = delta;
-  p.A = A;
-  p.B = B;
-  p.C = C;
-  p.D = D;
-  p.delta_bias = delta_bias;
+                                   const float* D, const float* delta_bias, float* y, int batch, int channels,
+                                   int length, int groups, int nstate, int dtype, int delta_softplus) {
+  auto p = with_operands<remamber::scan::ScanArgs>(u, delta, A, B, C, D, delta_bias, y, dtype, delta_softplus);
   p.shape.batch = batch;
   p.shape.channels = channels;
   p.shape.length = length;
   p.shape.groups = groups;
   p.shape.nstate = nstate;
-  p.dtype = static_cast<remamber::scan::ScanDtype>(dtype);
-  p.delta_softplus = delta_softplus != 0;
   return p;
 }
 
 remamber::scan::SS2DArgs ss2d_args(const void* u, const void* delta, const float* A, const void* B, const void* C,
-                                   const float* D, const float* delta_bias, int batch, int dim, int height,
+                                   const float* D, const float* delta_bias, float* y, int batch, int dim, int height,
                                    int width, int nstate, int layout, int dtype, int delta_softplus) {
-  remamber::scan::SS2DArgs p;
-  p.u = u;
-  p.delta = delta;
-  p.A = A;
-  p.B = B;
-  p.C = C;
-  p.D = D;
-  p.delta_bias = delta_bias;
+  auto p = with_operands<remamber::scan::SS2DArgs>(u, delta, A, B, C, D, delta_bias, y, dtype, delta_softplus);
   p.shape.batch = batch;
   p.shape.dim = dim;
   p.shape.height = height;
   p.shape.width = width;
   p.shape.nstate = nstate;
   p.layout = static_cast<remamber::scan::SS2DLayout>(layout);
-  p.dtype = static_cast<remamber::scan::ScanDtype>(dtype);
-  p.delta_softplus = delta_softplus != 0;
   return p;
 }
 
@@ -105,9 +73,8 @@ REMAMBER_EXPORT int remamberCpuSelectiveScanForward(const void* u, const void* d
   using namespace remamber::scan;
   const char* entry = "remamberCpuSelectiveScanForward";
   if (const char* bad = check_common(dtype, delta_softplus, threads)) return finish(entry, bad);
-  ScanArgs p = scan_args(u, delta, A, B, C, D, delta_bias, batch, channels, length, groups, nstate, dtype,
-                         delta_softplus);
-  p.y = y;
+  const ScanArgs p = scan_args(u, delta, A, B, C, D, delta_bias, y, batch, channels, length, groups, nstate, dtype,
+                               delta_softplus);
   if (const char* bad = check_shape(p.shape)) return finish(entry, bad);
   parallel_ranges(int64_t{batch} * channels, threads,
                   [&p](int64_t b, int64_t e) { selective_scan_cpu_rows(p, b, e); });
@@ -123,7 +90,7 @@ REMAMBER_EXPORT int remamberCpuSelectiveScanBackward(const float* u, const float
   using namespace remamber::scan;
   const char* entry = "remamberCpuSelectiveScanBackward";
   if (const char* bad = check_common(0, delta_softplus, threads)) return finish(entry, bad);
-  const ScanArgs p = scan_args(u, delta, A, B, C, D, delta_bias, batch, channels, length, groups, nstate, 0,
+  const ScanArgs p = scan_args(u, delta, A, B, C, D, delta_bias, nullptr, batch, channels, length, groups, nstate, 0,
                                delta_softplus);
   const ScanGrads g{du, ddelta, dA, dB, dC, dD, d_delta_bias};
   return finish(entry, selective_scan_cpu_backward(p, grad_y, g, threads));
@@ -136,9 +103,8 @@ REMAMBER_EXPORT int remamberCpuSS2DScanForward(const void* u, const void* delta,
   using namespace remamber::scan;
   const char* entry = "remamberCpuSS2DScanForward";
   if (const char* bad = check_common(dtype, delta_softplus, threads)) return finish(entry, bad);
-  SS2DArgs p = ss2d_args(u, delta, A, B, C, D, delta_bias, batch, dim, height, width, nstate, layout, dtype,
-                         delta_softplus);
-  p.y = y;
+  const SS2DArgs p = ss2d_args(u, delta, A, B, C, D, delta_bias, y, batch, dim, height, width, nstate, layout, dtype,
+                               delta_softplus);
   if (const char* bad = check_ss2d_shape(p.shape, layout)) return finish(entry, bad);
   parallel_ranges(int64_t{batch} * dim, threads, [&p](int64_t b, int64_t e) { ss2d_scan_cpu_channels(p, b, e); });
   return finish(entry, nullptr);
@@ -154,8 +120,8 @@ REMAMBER_EXPORT int remamberCpuSS2DScanBackward(const float* u, const float* del
   const char* entry = "remamberCpuSS2DScanBackward";
   if (const char* bad = check_common(0, delta_softplus, threads)) return finish(entry, bad);
   if (layout != 0 && layout != 1) return finish(entry, "layout must be 0 (cross) or 1 (bidi)");
-  const SS2DArgs p = ss2d_args(u, delta, A, B, C, D, delta_bias, batch, dim, height, width, nstate, layout, 0,
-                               delta_softplus);
+  const SS2DArgs p = ss2d_args(u, delta, A, B, C, D, delta_bias, nullptr, batch, dim, height, width, nstate, layout,
+                               0, delta_softplus);
   const ScanGrads g{du, ddelta, dA, dB, dC, dD, d_delta_bias};
   return finish(entry, ss2d_scan_cpu_backward(p, grad_y, g, threads));
 }

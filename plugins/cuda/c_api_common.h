@@ -9,23 +9,12 @@
 
 #include <string>
 
+#include "c_api_status.h"
 #include "scan_operands.h"
-
-#define REMAMBER_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace remamber {
 namespace scan {
 namespace capi {
-
-// Records the outcome of one call in the entry point's last-error string; returns the C status.
-inline int finish(std::string& last_error, const char* entry, const char* problem) {
-  if (problem != nullptr) {
-    last_error = std::string(entry) + ": " + problem;
-    return 1;
-  }
-  last_error.clear();
-  return 0;
-}
 
 // One forward call: `bad_dims` is the op's own dimension check (nullptr when fine), `args` holds the
 // op's shape already, `launch` is the op's launcher (nullptr or a message). Returns 0 or 1.

@@ -25,7 +25,7 @@ from .schedule import build_scheduler
 from .state import CHECKPOINT_NAME, load_training_state, save_training_state
 
 # Parameter-name prefix of the text encoder (TrainConfig.text_encoder_lr_mult).
-TEXT_PATHWAY = ("text_encoder.",)
+TEXT_ENCODER_PREFIX = "text_encoder."
 CSV_FIELDS = ("step", "loss", "lr", "val_oIoU", "val_mIoU", "val_n", "elapsed_s")
 
 
@@ -77,13 +77,13 @@ def build(config: TrainConfig):
     from ..model import build_model
 
     model = build_model(config.variant, config.preset, seed=config.seed).train()
-    text, rest = [], []
-    for name, p in model.named_parameters():
-        (text if name.startswith(TEXT_PATHWAY) else rest).append(p)
-    if config.text_encoder_lr_mult == 1.0 or not text:  # one group, as runs before the option (resumable)
+    if config.text_encoder_lr_mult == 1.0:  # one group, as runs before the option (resumable)
         groups = model.parameters()
     else:
-        groups = [{"params": rest, "lr": config.lr}, {"params": text, "lr": config.lr * config.text_encoder_lr_mult}]
+        named = list(model.named_parameters())
+        groups = [{"params": [p for n, p in named if not n.startswith(TEXT_ENCODER_PREFIX)], "lr": config.lr},
+                  {"params": [p for n, p in named if n.startswith(TEXT_ENCODER_PREFIX)],
+                   "lr": config.lr * config.text_encoder_lr_mult}]
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = build_scheduler(optimizer, config.steps, config.warmup, config.min_lr_ratio)
     return model, optimizer, scheduler

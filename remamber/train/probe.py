@@ -52,8 +52,10 @@ def sentence_swap(model, split, limit: int) -> dict:
 
 def main(argv=None) -> int:
     from .. import ops
+    from ..checkpoint import load_checkpoint, read_checkpoint
     from ..data.refcoco import RefDataset
     from ..model import build_model
+    from .cli import scan_backend_for_training
     from .data import load_split
 
     parser = argparse.ArgumentParser(prog="python -m remamber.train.probe", description=__doc__.split("\n\n")[0])
@@ -66,15 +68,15 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--variant", default="conv")
     args = parser.parse_args(argv)
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    contents = read_checkpoint(args.checkpoint)
     model = build_model(args.variant, args.preset, seed=0)
-    model.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state["model"].items()})
+    load_checkpoint(model, args.checkpoint, contents=contents)  # casts the fp16 export's tensors
     model.eval()
+    step = contents[0].get("step", "?") if isinstance(contents[0], dict) else "?"
     split = load_split(RefDataset(args.data, args.dataset), args.split, args.resolution, limit=args.limit)
-    backend = "cpu" if ops.cpu_backend.unavailable_reason() is None else "reference"
-    with ops.use_backend(backend):
+    with ops.use_backend(scan_backend_for_training("auto")):
         swap = sentence_swap(model, split, args.limit)
-    print(f"{args.checkpoint} (step {state.get('step', '?')}): sentence swap changes "
+    print(f"{args.checkpoint} (step {step}): sentence swap changes "
           f"{100 * swap['changed_fraction']:.2f}% of the pixels (mask covers {100 * swap['mask_fraction']:.2f}%, "
           f"{swap['n']} {args.split} sentences); text feature cosine {text_feature_cosine(model):.3f}")
     return 0
