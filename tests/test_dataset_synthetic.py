@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from remamber.data.refcoco import RefDataset
-from remamber.data.synthetic import COLOURS, SHAPES, generate
+from remamber.data.synthetic import (COLOURS, SENTENCE_KINDS, SHAPES, expressions, generate, make_scene,
+                                     sentence_kind, tagged_expressions)
 
 IMAGES = 24
 
@@ -119,3 +120,27 @@ def test_make_dataset_command(tmp_path, capsys):
     assert settings["seed"] == 1 and settings["images"] == 5
     assert main(["make-dataset", "--out", str(tmp_path / "e"), "--images", "2"]) == 2
     assert "--images must be at least 3" in capsys.readouterr().err
+
+
+def test_sentence_kind_names_the_rule_that_made_each_sentence():
+    """sentence_kind() parses a sentence back to the grammar rule that produced it (tagged by the
+    generator itself), over many random scenes; every kind occurs, and expressions() is the
+    de-duplicated list of the tagged sentences."""
+    rng = np.random.default_rng(11)
+    kinds = Counter()
+    for _ in range(150):
+        shapes, _ = make_scene(rng, 320, 240)
+        for target in range(len(shapes)):
+            tagged = tagged_expressions(shapes, target)
+            for kind, sentence in tagged:
+                assert sentence_kind(sentence) == kind, (kind, sentence)
+                kinds[kind] += 1
+            assert expressions(shapes, target) == list(dict.fromkeys(s for _, s in tagged))
+    assert set(kinds) == set(SENTENCE_KINDS) and min(kinds.values()) > 20, kinds
+    # hand-written sentences of each rule
+    assert sentence_kind("the small red circle") == "attribute"
+    assert sentence_kind("the green shape") == "attribute"
+    assert sentence_kind("the square on the left") == "position"
+    assert sentence_kind("the blue star at the bottom") == "position"
+    assert sentence_kind("the triangle left of the green star") == "relation"
+    assert sentence_kind("the red circle below the blue square") == "relation"

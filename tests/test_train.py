@@ -143,7 +143,28 @@ def test_resume_refuses_other_options(tiny_data, tmp_path):
         train(_config(steps=2, lr=2e-3), train_split, None, tmp_path / "b", resume=tmp_path / "a" / "checkpoint.pth")
 
 
-def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path):
+def test_evaluate_groups_partition_the_sentences(tiny_data):
+    """evaluate(group_of=...): one group for everything reproduces the overall scores; the grammar's
+    kinds split the sentences without losing or repeating one."""
+    from remamber.data.synthetic import SENTENCE_KINDS, sentence_kind
+    from remamber.model import build_model
+    from remamber.train.evaluate import evaluate
+
+    _, _, val = tiny_data
+    model = build_model("conv", "tiny", seed=0)
+    overall = evaluate(model, val, batch_size=4)
+    assert "groups" not in overall
+    single = evaluate(model, val, batch_size=4, group_of=lambda sentence: "all")
+    assert single["groups"] == {"all": {k: single[k] for k in ("oIoU", "mIoU", "n")}}
+    assert {k: single[k] for k in ("oIoU", "mIoU", "n")} == overall
+    by_kind = evaluate(model, val, batch_size=4, group_of=sentence_kind)["groups"]
+    assert set(by_kind) <= set(SENTENCE_KINDS)
+    assert sum(g["n"] for g in by_kind.values()) == overall["n"] == len(val)
+    counts = {k: sum(sentence_kind(s) == k for s in val.sentences) for k in by_kind}
+    assert {k: g["n"] for k, g in by_kind.items()} == counts
+
+
+def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path, capsys):
     """remamber-deploy train on a tiny folder: metrics, curve, and an fp16 file the loader reads."""
     from remamber.checkpoint import load_checkpoint
     from remamber.cli import main
@@ -173,6 +194,14 @@ def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path):
     for k, v in model.state_dict().items():
         if v.is_floating_point():
             torch.testing.assert_close(v, trained[k].to(v.dtype), rtol=1e-3, atol=1e-3)
+    # the exported file scores through measure, per kind of sentence too
+    from remamber.train import measure
+
+    capsys.readouterr()
+    assert measure.main(["--checkpoint", str(out / "model_fp16.pth"), "--data", str(root), "--split", "val",
+                         "--resolution", str(RES), "--threads", "1", "--by-kind"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert sum(g["n"] for g in scores["groups"].values()) == scores["n"] > 0
 
 
 def test_text_encoder_lr_mult_gives_the_text_encoder_its_own_group():

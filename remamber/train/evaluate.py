@@ -4,12 +4,16 @@ sigmoid > 0.5, I and U per sentence)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 
 @torch.no_grad()
-def evaluate(model, split, batch_size: int = 16, limit: int | None = None) -> dict:
-    """{"oIoU", "mIoU", "n"} over the first ``limit`` sentences of ``split`` (all when None).
+def evaluate(model, split, batch_size: int = 16, limit: int | None = None,
+             group_of: Callable[[str], str] | None = None) -> dict:
+    """{"oIoU", "mIoU", "n"} over the first ``limit`` sentences of ``split`` (all when None); with
+    ``group_of`` (sentence -> group name) also "groups": {name: {"oIoU", "mIoU", "n"}}.
 
     The model is put in eval mode and restored to the mode it had."""
     from ..bench.eval_metrics import intersection_union, predicted_mask, summarize
@@ -29,5 +33,14 @@ def evaluate(model, split, batch_size: int = 16, limit: int | None = None) -> di
                 pairs.append(intersection_union(pred, gt))
     finally:
         model.train(was_training)
-    summary = summarize(pairs)
+    result = _scores(summarize(pairs))
+    if group_of is not None:
+        by_group: dict[str, list] = {}
+        for i, pair in enumerate(pairs):
+            by_group.setdefault(group_of(split.sentences[i]), []).append(pair)
+        result["groups"] = {name: _scores(summarize(by_group[name])) for name in sorted(by_group)}
+    return result
+
+
+def _scores(summary: dict) -> dict:
     return {"oIoU": summary["oiou"], "mIoU": summary["miou"], "n": summary["sentences"]}

@@ -1,9 +1,10 @@
 """Score a trained checkpoint on a RefCOCO-layout split at any input resolution (e.g. the training
 resolution, or 480 where predict and the main job run it):
 
-    python -m remamber.train.measure --checkpoint model_fp16.pth --data DIR --split val --resolution 480 [--limit N]
+    python -m remamber.train.measure --checkpoint model_fp16.pth --data DIR --split val --resolution 480 [--limit N] [--by-kind]
 
-Prints {"oIoU", "mIoU", "n"} as JSON. The checkpoint is read by remamber.checkpoint (the path any
+Prints {"oIoU", "mIoU", "n"} as JSON; --by-kind adds "groups": the same scores per kind of sentence
+of the synthetic grammar (attribute, position, relation; remamber.data.synthetic.sentence_kind). The checkpoint is read by remamber.checkpoint (the path any
 user of the file takes), so this also checks that the exported file loads.
 """
 
@@ -16,7 +17,8 @@ from pathlib import Path
 
 
 def measure(checkpoint: Path, data: Path, split: str, resolution: int, limit: int | None = None,
-            preset: str = "tiny", variant: str = "conv", dataset: str = "refcoco", batch_size: int = 8) -> dict:
+            preset: str = "tiny", variant: str = "conv", dataset: str = "refcoco", batch_size: int = 8,
+            by_kind: bool = False) -> dict:
     from ..checkpoint import load_checkpoint
     from ..data.refcoco import RefDataset
     from ..model import build_model
@@ -26,7 +28,9 @@ def measure(checkpoint: Path, data: Path, split: str, resolution: int, limit: in
     model = build_model(variant, preset)
     load_checkpoint(model, checkpoint)
     tensors = load_split(RefDataset(data, dataset), split, resolution, limit=limit)
-    return evaluate(model, tensors, batch_size=batch_size)
+    from ..data.synthetic import sentence_kind
+
+    return evaluate(model, tensors, batch_size=batch_size, group_of=sentence_kind if by_kind else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,9 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--variant", default="conv")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--by-kind", action="store_true",
+                        help="also score each kind of sentence of the synthetic grammar (attribute, position, relation)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = measure(args.checkpoint, args.data, args.split, args.resolution, args.limit, args.preset, args.variant)
+    result = measure(args.checkpoint, args.data, args.split, args.resolution, args.limit, args.preset, args.variant,
+                     by_kind=args.by_kind)
     json.dump(result, sys.stdout)
     print()
     return 0
