@@ -55,27 +55,44 @@ def error_histogram(errors: dict[str, np.ndarray], path: Path) -> Path:
     return _save(fig, path)
 
 
+def highlight(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image with ``mask`` in its own colours and everything else dimmed to grey.
+
+    Why not a colour tint: the demo scenes hold red, green, blue, yellow, purple and orange shapes,
+    and any tint vanishes on a shape of its own colour (a blue mask on "the blue square"). Dimming
+    the rest works on every palette, photographs included.
+    """
+    grey = rgb.mean(axis=2, keepdims=True)
+    dimmed = np.broadcast_to(0.15 + 0.35 * grey, rgb.shape)
+    return np.where(mask[..., None], rgb, dimmed).astype(np.float32)
+
+
 def mask_overlay(image, reference_mask: np.ndarray, runtime_mask: np.ndarray, path: Path, runtime: str, title: str,
                  truth_mask: np.ndarray | None = None) -> Path:
-    """Three panels over the image: reference mask, runtime mask, pixels where they differ. With
-    ``truth_mask`` (the demo scene's), its outline is drawn in yellow on the two mask panels, so a
-    reader sees at once whether the masks are right, not only whether the runtimes agree."""
+    """Three panels over the image: reference mask, runtime mask, pixels where they differ. Each mask
+    keeps the image's colours inside and is outlined (cyan: reference, magenta: runtime); the rest is
+    dimmed. With ``truth_mask`` (the demo scene's), its outline is drawn in yellow on the two mask
+    panels, so a reader sees at once whether the masks are right, not only whether the runtimes agree."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     diff = reference_mask != runtime_mask
     panels = (
-        ("PyTorch fp32 reference mask", reference_mask, (0.1, 0.4, 1.0)),
-        (f"{runtime} mask", runtime_mask, (0.1, 0.8, 0.2)),
-        (f"difference: {int(diff.sum())} px ({100 * diff.mean():.3f}%)", diff, (1.0, 0.1, 0.1)),
+        ("PyTorch fp32 reference mask", reference_mask, "cyan"),
+        (f"{runtime} mask", runtime_mask, "magenta"),
+        (f"difference: {int(diff.sum())} px ({100 * diff.mean():.3f}%)", diff, None),
     )
     height, width = diff.shape
     fig = Figure(figsize=(11, 11 / 3 * height / width + 0.9), layout="constrained")
     outline = truth_mask is not None and truth_mask.shape == diff.shape and truth_mask.any()
-    for i, (name, mask, colour) in enumerate(panels, start=1):
+    for i, (name, mask, edge) in enumerate(panels, start=1):
         ax = fig.add_subplot(1, 3, i)
-        over = rgb.copy()
-        # Strong tint (70 %) so small masks stay visible on a bright image.
-        over[mask] = 0.3 * over[mask] + 0.7 * np.asarray(colour, dtype=np.float32)
+        if edge is None:  # differing pixels in solid red over the dimmed image: visible even when few
+            over = highlight(rgb, np.zeros_like(mask))
+            over[mask] = (1.0, 0.1, 0.1)
+        else:
+            over = highlight(rgb, mask)
         ax.imshow(over)
+        if edge is not None and mask.any() and not mask.all():
+            ax.contour(mask.astype(np.float32), levels=[0.5], colors=edge, linewidths=0.9)
         if outline and i < 3:
             ax.contour(truth_mask.astype(np.float32), levels=[0.5], colors="yellow", linewidths=1.2)
             name += " (yellow: true mask)"

@@ -209,3 +209,19 @@ def test_mask_overlay_outlines_the_true_mask_in_yellow(tmp_path):
     without = plots.mask_overlay(image, mask, mask, tmp_path / "without.png", "ort", "t")
     assert yellow_pixels(with_truth) > 50
     assert yellow_pixels(without) == 0
+
+
+def test_mask_highlight_keeps_the_mask_and_dims_the_rest_on_any_colour():
+    """bench/plots.highlight: the mask's pixels keep the image's colour (a blue mask on a blue square
+    stays visible as itself), every other pixel becomes a darker grey."""
+    from remamber.bench import plots
+
+    rgb = np.zeros((20, 30, 3), dtype=np.float32)
+    rgb[...] = (0.16, 0.31, 0.86)  # the synthetic grammar's blue, everywhere
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[5:12, 8:20] = True
+    out = plots.highlight(rgb, mask)
+    assert np.array_equal(out[mask], rgb[mask])
+    outside = out[~mask]
+    assert np.allclose(outside[:, 0], outside[:, 1]) and np.allclose(outside[:, 1], outside[:, 2])  # grey
+    assert outside.mean() < 0.5 * rgb[~mask].max()  # darker than the brightest channel it replaced

@@ -237,6 +237,29 @@ def test_cli_refuses_bad_input(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_decodability_probe_finds_the_words_and_nothing_in_constant_features():
+    """remamber.train.probe.attribute_decodability: a random tiny encoder's pooled features name the colour
+    and shape word of sentences it was not fitted on; forced constant, they score the majority rate only."""
+    from remamber.data.synthetic import COLOURS, SHAPES
+    from remamber.model import build_model
+    from remamber.train.probe import attribute_decodability
+
+    sentences = [f"the {size}{colour} {shape}{where}" for colour in COLOURS for shape in SHAPES
+                 for size in ("", "small ", "big ") for where in ("", " on the left", " at the top")]
+    fit, held_out = sentences[0::2], sentences[1::2]
+    model = build_model("conv", "tiny", seed=3).eval()
+    found = attribute_decodability(model, fit, held_out)
+    assert found["n"] == len(held_out)
+    assert found["colour"] > 0.9 and found["shape"] > 0.9
+    assert found["colour_majority"] < 0.3 and found["shape_majority"] < 0.4
+    norm = model.text_encoder.text_model.final_layer_norm
+    with torch.no_grad():
+        norm.weight.zero_()  # every sentence gets the same pooled feature
+    blind = attribute_decodability(model, fit, held_out)
+    assert blind["colour"] == pytest.approx(blind["colour_majority"])
+    assert blind["shape"] == pytest.approx(blind["shape_majority"])
+
+
 def test_probe_tells_a_text_blind_model_from_one_that_reads_the_text(tiny_data):
     """remamber.train.probe: a random model's sentences differ (cosine well below 1) and swapping them
     changes its mask; with the text encoder's output forced constant the cosine is 1 and nothing changes."""

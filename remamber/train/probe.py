@@ -8,6 +8,10 @@
 - **text feature spread:** the mean pairwise cosine similarity of the text encoder's pooled features
   over a few fixed sentences. Near 1 means the encoder gives every sentence the same features (the
   collapse docs/TRAINING.md describes); a random initialisation gives about 0.66 on the tiny preset.
+- **what the text features carry** (``--decodability``): linear probes on the pooled text features,
+  fitted on the train split's sentences and scored on the probed split's, predict the sentence's
+  first colour word and first shape word; printed beside the majority-class rate. Near 100 % means
+  the words reach the fusion layers intact, so a weak model is held back by the image side.
 
 Why it exists: oIoU alone cannot tell "has not learned yet" from "ignores the text", and the second
 stalls training for good (issue 16, docs/TRAINING.md).
@@ -35,6 +39,56 @@ def text_feature_cosine(model, sentences=PROBE_SENTENCES) -> float:
     sim = x @ x.T
     n = sim.shape[0]
     return float((sim.sum() - sim.diagonal().sum()) / (n * n - n))
+
+
+def _first_word(sentence: str, vocabulary) -> str:
+    return next((w for w in sentence.split() if w in vocabulary), "none")
+
+
+def _probe_accuracy(fit_x: torch.Tensor, fit_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                    classes: int) -> float:
+    """Softmax regression (L-BFGS, zero start, so no RNG) on standardised features -> test accuracy."""
+    mean, std = fit_x.mean(0), fit_x.std(0) + 1e-6
+    fit_x, test_x = (fit_x - mean) / std, (test_x - mean) / std
+    weight = torch.zeros(fit_x.shape[1], classes, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(fit_x @ weight + bias, fit_y) + 1e-4 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    with torch.no_grad():
+        return float(((test_x @ weight + bias).argmax(1) == test_y).double().mean())
+
+
+def attribute_decodability(model, fit_sentences, test_sentences) -> dict:
+    """How well the pooled text features predict each sentence's first colour and first shape word.
+
+    -> {"colour": accuracy, "colour_majority": rate, "shape": ..., "shape_majority": ..., "n": test count}.
+    The majority rate is that of the test sentences' most common word among the fit set's labels: what
+    features that say nothing would score.
+    """
+    from .. import tokenizer
+    from ..data.synthetic import COLOURS, SHAPES
+
+    def pooled(sentences):
+        ids, attention = tokenizer.tokenize(list(sentences))
+        with torch.no_grad():
+            return model.encode_text(ids, attention.long())[1].double()
+
+    fit_x, test_x = pooled(fit_sentences), pooled(test_sentences)
+    out = {"n": len(test_sentences)}
+    for name, vocabulary in (("colour", tuple(COLOURS)), ("shape", SHAPES)):
+        names = sorted({_first_word(s, vocabulary) for s in (*fit_sentences, *test_sentences)})
+        fit_y = torch.tensor([names.index(_first_word(s, vocabulary)) for s in fit_sentences])
+        test_y = torch.tensor([names.index(_first_word(s, vocabulary)) for s in test_sentences])
+        out[name] = _probe_accuracy(fit_x, fit_y, test_x, test_y, len(names))
+        out[f"{name}_majority"] = float((test_y == torch.bincount(fit_y).argmax()).double().mean())
+    return out
 
 
 def sentence_swap(model, split, limit: int) -> dict:
@@ -67,6 +121,9 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=32, help="sentences for the swap (default 32)")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--variant", default="conv")
+    parser.add_argument("--decodability", action="store_true",
+                        help="also fit linear probes for the colour and shape words on the pooled text features "
+                             "(train split sentences) and score them on --split's sentences")
     args = parser.parse_args(argv)
     contents = read_checkpoint(args.checkpoint)
     model = build_model(args.variant, args.preset, seed=0)
@@ -79,6 +136,13 @@ def main(argv=None) -> int:
     print(f"{args.checkpoint} (step {step}): sentence swap changes "
           f"{100 * swap['changed_fraction']:.2f}% of the pixels (mask covers {100 * swap['mask_fraction']:.2f}%, "
           f"{swap['n']} {args.split} sentences); text feature cosine {text_feature_cosine(model):.3f}")
+    if args.decodability:
+        dataset = RefDataset(args.data, args.dataset)
+        found = attribute_decodability(model, [s.sentence for s in dataset.samples("train")],
+                                       [s.sentence for s in dataset.samples(args.split)])
+        print(f"pooled text features -> first colour word {100 * found['colour']:.1f}% "
+              f"(majority {100 * found['colour_majority']:.1f}%), first shape word {100 * found['shape']:.1f}% "
+              f"(majority {100 * found['shape_majority']:.1f}%), on {found['n']} {args.split} sentences")
     return 0
 
 
