@@ -199,9 +199,36 @@ def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path, capsys):
 
     capsys.readouterr()
     assert measure.main(["--checkpoint", str(out / "model_fp16.pth"), "--data", str(root), "--split", "val",
-                         "--resolution", str(RES), "--threads", "1", "--by-kind"]) == 0
+                         "--resolution", str(RES), "--threads", "1", "--by-kind", "--by-outcome"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert sum(g["n"] for g in scores["groups"].values()) == scores["n"] > 0
+    assert sum(scores["outcomes"].values()) == pytest.approx(1.0)
+
+
+def test_outcome_names_what_the_mask_picked():
+    """remamber.train.evaluate.outcome on hand-made masks, one case per outcome (from its definition)."""
+    from remamber.train.evaluate import MARKED_SHARE, OUTCOMES, outcome
+
+    objects = {}
+    for k, (y, x) in enumerate([(2, 2), (2, 20), (20, 2)], start=1):
+        m = np.zeros((32, 32), dtype=bool)
+        m[y:y + 8, x:x + 8] = True
+        objects[k] = m
+    empty = np.zeros((32, 32), dtype=bool)
+    half_target = objects[1].copy()
+    half_target[2:7] = False  # 3 of 8 rows: IoU 0.375 with the target, every pixel on it
+    two = objects[2] | objects[3]
+    off = empty.copy()
+    off[28:32, 28:32] = True
+    mostly_off = off | objects[2]
+    mostly_off[2:9, 20:28] = False  # one row of object 2 (8 px) against 16 px of background: 1/3 > MARKED_SHARE
+    assert 8 / 24 > MARKED_SHARE
+    cases = {"right object": objects[1], "target, poor mask": half_target, "one wrong object": objects[2],
+             "several objects": two, "background": off, "empty": empty}
+    assert set(cases) == set(OUTCOMES)
+    for expected, pred in cases.items():
+        assert outcome(pred, 1, objects) == expected, expected
+    assert outcome(mostly_off, 1, objects) == "one wrong object"
 
 
 def test_text_encoder_lr_mult_gives_the_text_encoder_its_own_group():

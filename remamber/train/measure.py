@@ -1,11 +1,14 @@
 """Score a trained checkpoint on a RefCOCO-layout split at any input resolution (e.g. the training
 resolution, or 480 where predict and the main job run it):
 
-    python -m remamber.train.measure --checkpoint model_fp16.pth --data DIR --split val --resolution 480 [--limit N] [--by-kind]
+    python -m remamber.train.measure --checkpoint model_fp16.pth --data DIR --split val --resolution 480 [--limit N] [--by-kind] [--by-outcome]
 
 Prints {"oIoU", "mIoU", "n"} as JSON; --by-kind adds "groups": the same scores per kind of sentence
-of the synthetic grammar (attribute, position, relation; remamber.data.synthetic.sentence_kind). The checkpoint is read by remamber.checkpoint (the path any
-user of the file takes), so this also checks that the exported file loads.
+of the synthetic grammar (attribute, position, relation; remamber.data.synthetic.sentence_kind);
+--by-outcome adds "outcomes": the share of sentences whose mask got the right object, the target
+with a poor mask, one wrong object, several objects, background or nothing
+(remamber.train.evaluate.outcome). The checkpoint is read by remamber.checkpoint (the path any user
+of the file takes), so this also checks that the exported file loads.
 """
 
 from __future__ import annotations
@@ -18,19 +21,22 @@ from pathlib import Path
 
 def measure(checkpoint: Path, data: Path, split: str, resolution: int, limit: int | None = None,
             preset: str = "tiny", variant: str = "conv", dataset: str = "refcoco", batch_size: int = 8,
-            by_kind: bool = False) -> dict:
+            by_kind: bool = False, by_outcome: bool = False) -> dict:
     from ..checkpoint import load_checkpoint
     from ..data.refcoco import RefDataset
     from ..model import build_model
     from .data import load_split
-    from .evaluate import evaluate
+    from ..data.synthetic import sentence_kind
+    from .evaluate import evaluate, outcomes
 
     model = build_model(variant, preset)
     load_checkpoint(model, checkpoint)
-    tensors = load_split(RefDataset(data, dataset), split, resolution, limit=limit)
-    from ..data.synthetic import sentence_kind
-
-    return evaluate(model, tensors, batch_size=batch_size, group_of=sentence_kind if by_kind else None)
+    refs = RefDataset(data, dataset)
+    tensors = load_split(refs, split, resolution, limit=limit)
+    result = evaluate(model, tensors, batch_size=batch_size, group_of=sentence_kind if by_kind else None)
+    if by_outcome:
+        result["outcomes"] = outcomes(model, tensors, refs.samples(split, limit=limit), refs, batch_size=batch_size)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,10 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--by-kind", action="store_true",
                         help="also score each kind of sentence of the synthetic grammar (attribute, position, relation)")
+    parser.add_argument("--by-outcome", action="store_true",
+                        help="also count what each mask picked: the right object, the target with a poor mask, "
+                             "one wrong object, several objects, background, nothing")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = measure(args.checkpoint, args.data, args.split, args.resolution, args.limit, args.preset, args.variant,
-                     by_kind=args.by_kind)
+                     by_kind=args.by_kind, by_outcome=args.by_outcome)
     json.dump(result, sys.stdout)
     print()
     return 0
