@@ -4,6 +4,7 @@ sigmoid > 0.5, I and U per sentence)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -21,31 +22,6 @@ def predictions(model, split, n: int, batch_size: int):
         for j, i in enumerate(idx.tolist()):
             gt = split.gt_masks[int(split.mask_index[i])]
             yield i, predicted_mask(logits[j], *gt.shape)[0], gt
-
-
-@torch.no_grad()
-def evaluate(model, split, batch_size: int = 16, limit: int | None = None,
-             group_of: Callable[[str], str] | None = None) -> dict:
-    """{"oIoU", "mIoU", "n"} over the first ``limit`` sentences of ``split`` (all when None); with
-    ``group_of`` (sentence -> group name) also "groups": {name: {"oIoU", "mIoU", "n"}}.
-
-    The model is put in eval mode and restored to the mode it had."""
-    from ..bench.eval_metrics import intersection_union, summarize
-
-    was_training = model.training
-    model.eval()
-    n = len(split) if limit is None else min(limit, len(split))
-    try:
-        pairs = [intersection_union(pred, gt) for _, pred, gt in predictions(model, split, n, batch_size)]
-    finally:
-        model.train(was_training)
-    result = _scores(summarize(pairs))
-    if group_of is not None:
-        by_group: dict[str, list] = {}
-        for i, pair in enumerate(pairs):
-            by_group.setdefault(group_of(split.sentences[i]), []).append(pair)
-        result["groups"] = {name: _scores(summarize(by_group[name])) for name in sorted(by_group)}
-    return result
 
 
 OUTCOMES = ("right object", "target, poor mask", "one wrong object", "several objects", "background", "empty")
@@ -72,30 +48,53 @@ def outcome(pred, target: int, objects: dict) -> str:
     return "target, poor mask" if marked[0] == target else "one wrong object"
 
 
-@torch.no_grad()
-def outcomes(model, split, samples, dataset, batch_size: int = 16) -> dict:
-    """{outcome: share of the sentences} over ``split`` (preloaded from ``samples`` of ``dataset``,
-    whose annotations give every object of each image)."""
+def outcome_labeller(samples, dataset) -> Callable[[int, object], str]:
+    """(sentence index, predicted mask) -> outcome, for ``evaluate(outcome_of=...)``: ``samples`` are
+    the split's sentences in order, ``dataset``'s annotations give every object of each image."""
     objects_of: dict[int, list[int]] = {}
     for ann in dataset.annotations.values():
         objects_of.setdefault(ann["image_id"], []).append(ann["id"])
-    masks: dict[int, object] = {}
+    mask = functools.lru_cache(maxsize=None)(dataset.mask)  # each object is compared for every sentence of its image
 
-    def mask(ann_id):
-        if ann_id not in masks:
-            masks[ann_id] = dataset.mask(ann_id)
-        return masks[ann_id]
+    def label(i: int, pred) -> str:
+        s = samples[i]
+        return outcome(pred, s.ann_id, {a: mask(a) for a in objects_of[s.image_id]})
+
+    return label
+
+
+@torch.no_grad()
+def evaluate(model, split, batch_size: int = 16, limit: int | None = None,
+             group_of: Callable[[str], str] | None = None,
+             outcome_of: Callable[[int, object], str] | None = None) -> dict:
+    """{"oIoU", "mIoU", "n"} over the first ``limit`` sentences of ``split`` (all when None); with
+    ``group_of`` (sentence -> group name) also "groups": {name: {"oIoU", "mIoU", "n"}}; with
+    ``outcome_of`` ((sentence index, predicted mask) -> one of OUTCOMES, see outcome_labeller) also
+    "outcomes": {outcome: share of the sentences}. One pass of the model serves all three.
+
+    The model is put in eval mode and restored to the mode it had."""
+    from ..bench.eval_metrics import intersection_union, summarize
 
     was_training = model.training
     model.eval()
-    counts = dict.fromkeys(OUTCOMES, 0)
+    n = len(split) if limit is None else min(limit, len(split))
+    pairs, counts = [], dict.fromkeys(OUTCOMES, 0)
     try:
-        for i, pred, _ in predictions(model, split, len(split), batch_size):
-            s = samples[i]
-            counts[outcome(pred, s.ann_id, {a: mask(a) for a in objects_of[s.image_id]})] += 1
+        for i, pred, gt in predictions(model, split, n, batch_size):
+            pairs.append(intersection_union(pred, gt))
+            if outcome_of is not None:
+                counts[outcome_of(i, pred)] += 1
     finally:
         model.train(was_training)
-    return {k: v / len(split) for k, v in counts.items()}
+    result = _scores(summarize(pairs))
+    if group_of is not None:
+        by_group: dict[str, list] = {}
+        for i, pair in enumerate(pairs):
+            by_group.setdefault(group_of(split.sentences[i]), []).append(pair)
+        result["groups"] = {name: _scores(summarize(by_group[name])) for name in sorted(by_group)}
+    if outcome_of is not None:
+        result["outcomes"] = {k: v / n for k, v in counts.items()}
+    return result
 
 
 def _scores(summary: dict) -> dict:

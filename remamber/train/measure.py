@@ -27,16 +27,15 @@ def measure(checkpoint: Path, data: Path, split: str, resolution: int, limit: in
     from ..model import build_model
     from .data import load_split
     from ..data.synthetic import sentence_kind
-    from .evaluate import evaluate, outcomes
+    from .evaluate import evaluate, outcome_labeller
 
     model = build_model(variant, preset)
     load_checkpoint(model, checkpoint)
     refs = RefDataset(data, dataset)
     tensors = load_split(refs, split, resolution, limit=limit)
-    result = evaluate(model, tensors, batch_size=batch_size, group_of=sentence_kind if by_kind else None)
-    if by_outcome:
-        result["outcomes"] = outcomes(model, tensors, refs.samples(split, limit=limit), refs, batch_size=batch_size)
-    return result
+    labeller = outcome_labeller(refs.samples(split, limit=limit), refs) if by_outcome else None
+    return evaluate(model, tensors, batch_size=batch_size, group_of=sentence_kind if by_kind else None,
+                    outcome_of=labeller)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,14 +130,14 @@ def main(argv=None) -> int:
     load_checkpoint(model, args.checkpoint, contents=contents)  # casts the fp16 export's tensors
     model.eval()
     step = contents[0].get("step", "?") if isinstance(contents[0], dict) else "?"
-    split = load_split(RefDataset(args.data, args.dataset), args.split, args.resolution, limit=args.limit)
+    dataset = RefDataset(args.data, args.dataset)
+    split = load_split(dataset, args.split, args.resolution, limit=args.limit)
     with ops.use_backend(scan_backend_for_training("auto")):
         swap = sentence_swap(model, split, args.limit)
     print(f"{args.checkpoint} (step {step}): sentence swap changes "
           f"{100 * swap['changed_fraction']:.2f}% of the pixels (mask covers {100 * swap['mask_fraction']:.2f}%, "
           f"{swap['n']} {args.split} sentences); text feature cosine {text_feature_cosine(model):.3f}")
     if args.decodability:
-        dataset = RefDataset(args.data, args.dataset)
         found = attribute_decodability(model, [s.sentence for s in dataset.samples("train")],
                                        [s.sentence for s in dataset.samples(args.split)])
         print(f"pooled text features -> first colour word {100 * found['colour']:.1f}% "
