@@ -1,12 +1,14 @@
 """Time one training step (forward, loss, backward, AdamW) per scan backend, interleaved in one run.
 
     python -m remamber.bench.train_step_bench [--resolution 96] [--batch 8] [--repeats 5] [--threads 1]
-        [--backends reference,cpu]
+        [--backends reference,cpu] [--profile N]
 
 Why: the demo checkpoint (issue 16) is trained on a 2-core CPU, where the scan's backward decides how
 many steps an hour buys. The backends run alternately (reference, cpu, reference, cpu, ...) on the
 same model, inputs and thread count, so machine load hits both alike; the table gives the median and
-the spread per backend, and the ratio of medians.
+the spread per backend, and the ratio of medians. ``--profile N`` then runs N more steps of the last
+backend under torch.profiler and prints where their time goes (operators by self CPU time), so the
+step breakdown in docs/TRAINING.md can be measured again.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--variant", default="conv")
     parser.add_argument("--backends", default="reference,cpu")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="after the timing, profile N steps of the last backend and print the top operators")
+    parser.add_argument("--profile-rows", type=int, default=15, help="operators listed by --profile")
     args = parser.parse_args(argv)
     names = [b.strip() for b in args.backends.split(",") if b.strip()]
     torch.set_num_threads(args.threads)
@@ -65,7 +70,28 @@ def main(argv=None) -> int:
     print(f"{args.preset}/{args.variant} training step at {args.resolution}x{args.resolution}, batch {args.batch}, "
           f"{args.threads} thread(s), {args.repeats} steps per backend, interleaved")
     print(tabulate(rows, headers=["scan backend", "median s/step", "min", "max", f"speed-up vs {names[0]}"]))
+    if args.profile > 0:
+        print()
+        print(profile_steps(step, names[-1], args.profile, args.profile_rows))
     return 0
+
+
+def profile_steps(step, backend: str, steps: int, rows: int) -> str:
+    """Run ``steps`` steps on ``backend`` under torch.profiler; a table of the operators with the most
+    self CPU time (per step), and each one's share of the profiled wall time."""
+    import torch
+    from tabulate import tabulate
+
+    from remamber import ops
+
+    with ops.use_backend(backend), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        wall = sum(step() for _ in range(steps))
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    table = [[e.key, e.count // steps, f"{e.self_cpu_time_total / 1e6 / steps:.3f}",
+              f"{100 * e.self_cpu_time_total / 1e6 / wall:.1f} %"] for e in events[:rows]]
+    head = (f"torch.profiler, {steps} step(s) on {backend}: {wall / steps:.3f} s/step under the profiler "
+            f"(self CPU time: the operator's own time, its children excluded)")
+    return head + "\n" + tabulate(table, headers=["operator", "calls/step", "self s/step", "share of step"])
 
 
 if __name__ == "__main__":

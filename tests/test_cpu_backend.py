@@ -177,3 +177,16 @@ def test_library_errors_name_the_entry_point_and_problem():
     assert "grad_y and du, ddelta, dA, dB, dC are required" in lib.remamberCpuScanLastError().decode()
     with pytest.raises(NativeLibraryError, match="state size N"):
         cpu_backend._call(lib, "remamberCpuSelectiveScanForward", *([None] * 8), 1, 1, 4, 1, 17, 0, 1, 1)
+
+
+def test_train_step_bench_profile_names_the_scan_backward(capsys):
+    # The --profile table is how docs/TRAINING.md's step breakdown is measured: it must list our scan
+    # op's backward (the native one on this backend) among the operators that take the time.
+    from remamber.bench import train_step_bench
+
+    assert train_step_bench.main(["--resolution", "64", "--batch", "2", "--repeats", "1", "--backends", "cpu",
+                                  "--profile", "1", "--profile-rows", "40"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("torch.profiler, 1 step(s) on cpu"):]
+    assert "self s/step" in table and "share of step" in table
+    assert "remamber_ss2d_scan" in table and "Backward" in table

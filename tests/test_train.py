@@ -141,6 +141,48 @@ def test_resume_refuses_other_options(tiny_data, tmp_path):
     train(_config(steps=2), train_split, None, tmp_path / "a", say=lambda *_: None)
     with pytest.raises(InputError, match="lr: checkpoint 0.001, now 0.002"):
         train(_config(steps=2, lr=2e-3), train_split, None, tmp_path / "b", resume=tmp_path / "a" / "checkpoint.pth")
+    with pytest.raises(InputError, match="sentences_per_image: checkpoint None, now 2"):
+        train(_config(steps=2, sentences_per_image=2), train_split, None, tmp_path / "c",
+              resume=tmp_path / "a" / "checkpoint.pth")
+
+
+def test_grouped_batches_put_sentences_about_different_objects_of_one_image_together():
+    from remamber.train.loop import GroupedBatches
+
+    # 5 images; image i has i + 1 referred objects (mask ids 10 * i + o), object o has o + 1 sentences.
+    image_index, mask_index = [], []
+    for i in range(5):
+        for o in range(i + 1):
+            image_index += [i] * (o + 1)
+            mask_index += [10 * i + o] * (o + 1)
+    image_index, mask_index = torch.tensor(image_index), torch.tensor(mask_index)
+    sampler = GroupedBatches(image_index, mask_index, batch_size=6, per_image=3)
+    seen_images = []
+    for step in range(4):
+        idx = sampler(seed=7, step=step)
+        assert idx.shape == (6,) and torch.equal(idx, sampler(seed=7, step=step))  # a function of (seed, step)
+        for group in idx.view(2, 3):
+            images = set(image_index[group].tolist())
+            assert len(images) == 1  # one image per group of 3
+            image = images.pop()
+            seen_images.append(image)
+            masks = mask_index[group].tolist()
+            # as many different objects as the image has, up to 3
+            assert len(set(masks)) == min(3, image + 1)
+    # one epoch = floor(5 / 2) = 2 steps; each epoch shows distinct images
+    assert len(set(seen_images[:4])) == 4 and len(set(seen_images[4:])) == 4
+    assert not torch.equal(sampler(seed=7, step=0), sampler(seed=8, step=0))
+    with pytest.raises(ValueError, match="not a multiple"):
+        GroupedBatches(image_index, mask_index, batch_size=5, per_image=3)
+
+
+def test_grouped_training_runs_and_is_deterministic(tiny_data, tmp_path):
+    from remamber.train.loop import train
+
+    _, train_split, _ = tiny_data
+    first = train(_config(steps=2, sentences_per_image=2), train_split, None, tmp_path / "a", say=lambda *_: None)
+    second = train(_config(steps=2, sentences_per_image=2), train_split, None, tmp_path / "b", say=lambda *_: None)
+    assert first["losses"] == second["losses"] and all(math.isfinite(v) for v in first["losses"])
 
 
 def test_evaluate_groups_partition_the_sentences(tiny_data):
@@ -255,6 +297,7 @@ def test_text_encoder_lr_mult_gives_the_text_encoder_its_own_group():
     (["--resolution", "100"], "multiple of 32"),
     (["--steps", "5", "--warmup", "5"], "--warmup 5 must be below --steps 5"),
     (["--resume", "/nonexistent/ckpt.pth"], "no such file"),
+    (["--batch-size", "6", "--sentences-per-image", "4"], "--batch-size 6 is not a multiple of --sentences-per-image 4"),
 ])
 def test_cli_refuses_bad_input(tmp_path, capsys, argv, message):
     from remamber.cli import main

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-encoder-lr-mult", type=float_type("--text-encoder-lr-mult", minimum=0, maximum=1000.0),
                         default=1.0, help="lr multiplier of the text encoder; 0 freezes it at its random initialisation "
                                           "(keeps sentences apart while the fusion learns to read them); default 1")
+    parser.add_argument("--sentences-per-image", type=int_type("--sentences-per-image", minimum=1, maximum=64), default=1,
+                        help="sentences per image in a batch, each about a different object of it (the batch size "
+                             "must be a multiple); 1 draws every sentence independently")
     parser.add_argument("--weight-decay", type=float_type("--weight-decay", minimum=0), default=1e-4)
     parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**31 - 1), default=0,
                         help="model initialisation and batch order")
@@ -133,6 +136,9 @@ def _run_with_backend(args) -> int:
                          "--out DIR writes one), or leave --data out to generate the synthetic dataset")
     if args.resume is not None and not Path(args.resume).is_file():
         raise InputError(f"--resume {args.resume}: no such file; pass the checkpoint.pth a previous run wrote in its --out")
+    if args.batch_size % args.sentences_per_image:
+        raise InputError(f"--batch-size {args.batch_size} is not a multiple of --sentences-per-image "
+                         f"{args.sentences_per_image}; pick a batch size that is")
     if args.warmup >= args.steps:
         raise InputError(f"--warmup {args.warmup} must be below --steps {args.steps}")
     began = time.perf_counter()
@@ -157,7 +163,7 @@ def _run_with_backend(args) -> int:
     config = TrainConfig(
         preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, seed=args.seed,
-        text_encoder_lr_mult=args.text_encoder_lr_mult,
+        text_encoder_lr_mult=args.text_encoder_lr_mult, sentences_per_image=args.sentences_per_image,
         log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
@@ -181,6 +187,7 @@ def _run_with_backend(args) -> int:
         "training": {"command": command, "seed": args.seed, "data": data_info, "steps": args.steps,
                      "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
                      "text_encoder_lr_mult": args.text_encoder_lr_mult,
+                     "sentences_per_image": args.sentences_per_image,
                      "weight_decay": args.weight_decay, "threads": args.threads,
                      "scan_backend": ops_backend_name(),
                      "wall_s": round(wall, 1), "machine": _machine(), "torch": str(torch.__version__),

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..atomic import write_text_atomic
@@ -46,6 +47,11 @@ class TrainConfig:
     # the model settles on a text-blind "every object" mask. A frozen random encoder keeps sentences
     # apart, so the fusion layers can learn to read them (docs/TRAINING.md).
     text_encoder_lr_mult: float = 1.0
+    # Sentences per image in a batch, each about a different object of that image (1: every sentence
+    # drawn independently). Why: with several refs to one image in a step, one gradient asks the same
+    # pixels for different masks, and only the sentence tells those samples apart (an experiment for
+    # the "several objects" failures; docs/TRAINING.md says what it changed).
+    sentences_per_image: int = 1
     seed: int = 0
     log_every: int = 10
     eval_every: int = 200
@@ -59,6 +65,8 @@ class TrainConfig:
                                            "weight_decay", "min_lr_ratio", "seed")}
         if self.text_encoder_lr_mult != 1.0:  # only when used, so checkpoints of earlier runs still resume
             d["text_encoder_lr_mult"] = self.text_encoder_lr_mult
+        if self.sentences_per_image != 1:
+            d["sentences_per_image"] = self.sentences_per_image
         return d
 
 
@@ -71,6 +79,44 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor
     if n < batch_size:  # tiny datasets: repeat the permutation
         perm = perm.repeat(math.ceil(batch_size / n))
     return perm[k * batch_size:(k + 1) * batch_size]
+
+
+class GroupedBatches:
+    """Batches of ``batch_size // per_image`` images, each with ``per_image`` sentences about different
+    objects of that image (TrainConfig.sentences_per_image). Deterministic in (seed, step): images
+    follow one seeded permutation per epoch, as batch_indices; the objects and sentences of step s
+    come from a generator seeded by (seed, s). An image with fewer referred objects than
+    ``per_image`` repeats some of them (other sentences where it has them)."""
+
+    def __init__(self, image_index: torch.Tensor, mask_index: torch.Tensor, batch_size: int, per_image: int):
+        if per_image < 1 or batch_size % per_image:
+            raise ValueError(f"batch size {batch_size} is not a multiple of {per_image} sentences per image")
+        objects: dict[int, dict[int, list[int]]] = {}
+        for sentence, (image, mask) in enumerate(zip(image_index.tolist(), mask_index.tolist())):
+            objects.setdefault(image, {}).setdefault(mask, []).append(sentence)
+        self.images = sorted(objects)
+        # per image: one list of sentence indices per referred object, in mask order
+        self.objects = [[objects[i][m] for m in sorted(objects[i])] for i in self.images]
+        self.images_per_batch = batch_size // per_image
+        self.per_image = per_image
+
+    def __call__(self, seed: int, step: int) -> torch.Tensor:
+        n = len(self.images)
+        per_epoch = max(1, n // self.images_per_batch)
+        epoch, k = divmod(step, per_epoch)
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        if n < self.images_per_batch:
+            perm = perm.repeat(math.ceil(self.images_per_batch / n))
+        rng = np.random.default_rng([int(seed), int(step), 1])
+        chosen = []
+        for slot in perm[k * self.images_per_batch:(k + 1) * self.images_per_batch].tolist():
+            refs = self.objects[slot]
+            picks = list(rng.permutation(len(refs))[:self.per_image])
+            while len(picks) < self.per_image:  # fewer referred objects than sentences wanted
+                picks.append(int(rng.integers(len(refs))))
+            chosen += [refs[o][int(rng.integers(len(refs[o])))] for o in picks]
+        return torch.tensor(chosen, dtype=torch.long)
 
 
 def build(config: TrainConfig):
@@ -136,13 +182,20 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     losses: list[float] = []
     last_eval = None
     n = len(train_split)
+    grouped = None
+    if config.sentences_per_image != 1:
+        grouped = GroupedBatches(train_split.image_index, train_split.mask_index, config.batch_size,
+                                 config.sentences_per_image)
     began = time.perf_counter()
     window: list[float] = []
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not config.progress,
                dynamic_ncols=True)
     try:
         for step in range(start, config.steps):
-            idx = batch_indices(n, config.batch_size, config.seed, step)
+            if grouped is None:
+                idx = batch_indices(n, config.batch_size, config.seed, step)
+            else:
+                idx = grouped(config.seed, step)
             images, ids, attention, masks = train_split.batch(idx)
             logits = model(images, ids, attention)
             loss = segmentation_loss(logits, masks)
