@@ -9,6 +9,9 @@ softplus on and off, both SS2D layouts with H != W, and the model's channel-scan
 
 from __future__ import annotations
 
+import contextlib
+from unittest import mock
+
 import pytest
 import torch
 
@@ -45,12 +48,29 @@ def _ss2d_inputs(rng, batch, dim, nstate, height, width, with_d=True, with_bias=
     return [u, delta, A, B, C, D, bias]
 
 
-def _grads(fn, inputs, grad_seed, dtype):
-    """(output, gradients of sum(output * G)) with G a fixed random cotangent, inputs cast to dtype."""
+def _grads(fn, inputs, grad_seed, dtype, backend=None):
+    """(output, gradients of sum(output * G)) with G a fixed random cotangent, inputs cast to dtype.
+
+    backend: run the forward *and the backward* under ops.use_backend(backend). The ops pick their
+    backward when autograd calls it, so a backward run after the `with` block would silently take the
+    reference one. With "cpu", the native backward entry must be called exactly once."""
     leaves = [None if t is None else t.to(dtype).detach().requires_grad_() for t in inputs]
-    y = fn(*leaves)
-    cot = torch.randn(y.shape, generator=torch.Generator().manual_seed(grad_seed)).to(y.dtype)
-    (y * cot).sum().backward()
+    native_calls = []
+    original = cpu_backend._backward
+
+    def spy(entry, *args):
+        native_calls.append(entry)
+        return original(entry, *args)
+
+    with contextlib.ExitStack() as stack:
+        if backend is not None:
+            stack.enter_context(ops.use_backend(backend))
+            stack.enter_context(mock.patch.object(cpu_backend, "_backward", spy))
+        y = fn(*leaves)
+        cot = torch.randn(y.shape, generator=torch.Generator().manual_seed(grad_seed)).to(y.dtype)
+        (y * cot).sum().backward()
+    if backend == "cpu":
+        assert len(native_calls) == 1, f"the native backward ran {len(native_calls)} times, not once"
     return y.detach().to(F64), [None if t is None else t.grad.to(F64) for t in leaves]
 
 
@@ -65,7 +85,10 @@ def _assert_close_to_reference(got, want, rel=2e-5):
         assert err <= rel * scale, f"input {i}: max |native - reference| = {err:.3g}, scale {scale:.3g}"
 
 
-@pytest.mark.parametrize("groups,per_group,nstate,length", [(1, 3, 1, 37), (2, 4, 3, 64), (3, 2, 16, 129)])
+# (2, 11, 1, 37): N = 1 (the models' state size) with more channels per group than a SIMD register has
+# lanes, so a kernel that handles channels in blocks is checked with a full block and a remainder.
+@pytest.mark.parametrize("groups,per_group,nstate,length", [(1, 3, 1, 37), (2, 4, 3, 64), (3, 2, 16, 129),
+                                                            (2, 11, 1, 37)])
 @pytest.mark.parametrize("with_d,with_bias,softplus", [(True, True, True), (False, False, True), (True, False, False)])
 def test_selective_scan_forward_and_backward_match_float64_reference(rng, groups, per_group, nstate, length,
                                                                       with_d, with_bias, softplus):
@@ -73,11 +96,7 @@ def test_selective_scan_forward_and_backward_match_float64_reference(rng, groups
     if not softplus:
         inputs[1] = inputs[1].abs() * 0.3  # dt must stay positive without softplus
 
-    def native(*ts):
-        with ops.use_backend("cpu"):
-            return ops.selective_scan(*ts, delta_softplus=softplus)
-
-    y, grads = _grads(native, inputs, 7, torch.float32)
+    y, grads = _grads(lambda *ts: ops.selective_scan(*ts, delta_softplus=softplus), inputs, 7, torch.float32, "cpu")
     y_ref, grads_ref = _grads(lambda *ts: reference.selective_scan_reference(*ts, delta_softplus=softplus),
                               inputs, 7, F64)
     assert float((y - y_ref).abs().max()) <= 2e-5 * (float(y_ref.abs().max()) + 1.0)
@@ -85,18 +104,16 @@ def test_selective_scan_forward_and_backward_match_float64_reference(rng, groups
 
 
 @pytest.mark.parametrize("layout", ["cross", "bidi"])
-@pytest.mark.parametrize("dim,nstate,height,width", [(3, 1, 4, 5), (2, 4, 7, 3), (5, 1, 1, 48)])
+# (10, 1, 4, 5) and (16, 1, 3, 7): N = 1 with more channels per direction than a SIMD register has lanes
+@pytest.mark.parametrize("dim,nstate,height,width", [(3, 1, 4, 5), (2, 4, 7, 3), (5, 1, 1, 48), (10, 1, 4, 5),
+                                                     (16, 1, 3, 7)])
 @pytest.mark.parametrize("with_d,with_bias", [(True, True), (False, False)])
 def test_ss2d_scan_forward_and_backward_match_float64_reference(rng, layout, dim, nstate, height, width,
                                                                 with_d, with_bias):
     inputs = _ss2d_inputs(rng, 2, dim, nstate, height, width, with_d, with_bias)
     code = 0 if layout == "cross" else 1
 
-    def native(*ts):
-        with ops.use_backend("cpu"):
-            return ops.ss2d_scan(*ts, layout=layout)
-
-    y, grads = _grads(native, inputs, 11, torch.float32)
+    y, grads = _grads(lambda *ts: ops.ss2d_scan(*ts, layout=layout), inputs, 11, torch.float32, "cpu")
     y_ref, grads_ref = _grads(lambda *ts: reference.ss2d_scan_reference(*ts, layout=code), inputs, 11, F64)
     assert float((y - y_ref).abs().max()) <= 2e-5 * (float(y_ref.abs().max()) + 1.0)
     _assert_close_to_reference(grads, grads_ref)
@@ -106,30 +123,26 @@ def test_a_wrong_layout_is_caught_by_the_gradient_comparison(rng):
     """The comparison can fail: the cross layout's gradients are not the bidi layout's."""
     inputs = _ss2d_inputs(rng, 1, 2, 1, 3, 4)
 
-    def native_cross(*ts):
-        with ops.use_backend("cpu"):
-            return ops.ss2d_scan(*ts, layout="cross")
-
-    _, grads = _grads(native_cross, inputs, 3, torch.float32)
+    _, grads = _grads(lambda *ts: ops.ss2d_scan(*ts, layout="cross"), inputs, 3, torch.float32, "cpu")
     _, grads_bidi = _grads(lambda *ts: reference.ss2d_scan_reference(*ts, layout=1), inputs, 3, F64)
     with pytest.raises(AssertionError):
         _assert_close_to_reference(grads, grads_bidi)
 
 
 def test_backward_does_not_depend_on_the_thread_count(rng):
-    """Per-channel sums are reduced in batch order, so 1 and 3 threads give identical bits."""
-    inputs = _ss2d_inputs(rng, 5, 3, 2, 6, 5)
+    """Per-channel sums are reduced in batch order, so 1 and 3 threads give identical bits (N = 2, and
+    N = 1 with 9 channels)."""
+    for shape in ((5, 3, 2, 6, 5), (5, 9, 1, 6, 5)):
+        _check_thread_count_independence(_ss2d_inputs(rng, *shape))
+
+
+def _check_thread_count_independence(inputs):
     results = []
     previous = torch.get_num_threads()
     try:
         for threads in (1, 3):
             torch.set_num_threads(threads)
-
-            def native(*ts):
-                with ops.use_backend("cpu"):
-                    return ops.ss2d_scan(*ts)
-
-            results.append(_grads(native, inputs, 5, torch.float32))
+            results.append(_grads(ops.ss2d_scan, inputs, 5, torch.float32, "cpu"))
     finally:
         torch.set_num_threads(previous)
     (y1, g1), (y3, g3) = results
