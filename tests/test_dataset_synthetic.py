@@ -16,6 +16,7 @@ from PIL import Image
 
 from remamber.data.refcoco import RefDataset
 from remamber.data.synthetic import (COLOURS, SENTENCE_KINDS, SHAPES, expressions, generate, make_scene,
+                                     object_colour, target_words,
                                      sentence_kind, tagged_expressions)
 
 IMAGES = 24
@@ -93,7 +94,12 @@ def test_masks_cover_the_drawn_objects_and_sentences_name_them(dataset):
             assert head[-1] in (shape, "shape")
             named_colours = [w for w in head if w in COLOURS]
             assert named_colours in ([], [colour]), f"{sentence['sent']!r} but the object is {colour}"
+            # target_words (measure --by-word) reads the same words from the sentence alone
+            assert target_words(sentence["sent"]) == (named_colours[0] if named_colours else None,
+                                                      shape if shape in head else None), sentence["sent"]
             checked += 1
+        # object_colour (measure --by-word) finds the colour the pixel count above found, pole or not
+        assert object_colour(image, mask) == colour
     assert checked > 50
 
 

@@ -241,10 +241,28 @@ def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path, capsys):
 
     capsys.readouterr()
     assert measure.main(["--checkpoint", str(out / "model_fp16.pth"), "--data", str(root), "--split", "val",
-                         "--resolution", str(RES), "--threads", "1", "--by-kind", "--by-outcome"]) == 0
+                         "--resolution", str(RES), "--threads", "1", "--by-kind", "--by-word"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert sum(g["n"] for g in scores["groups"].values()) == scores["n"] > 0
     assert sum(scores["outcomes"].values()) == pytest.approx(1.0)
+    # --by-word splits exactly the "several objects" share
+    details = scores.get("outcome_details", {})
+    assert sum(details.values()) == pytest.approx(scores["outcomes"]["several objects"])
+    assert all(k.startswith("several objects: ") for k in details)
+
+
+def test_word_fit_says_which_named_word_the_other_marked_objects_contradict():
+    from remamber.train.evaluate import WORD_FITS, word_fit
+
+    assert word_fit("red", "circle", [("red", "circle")]) == "fit the colour and shape words"
+    assert word_fit("red", "circle", [("red", "square")]) == "contradict the shape word"
+    assert word_fit("red", "circle", [("blue", "circle"), ("red", "circle")]) == "contradict the colour word"
+    assert word_fit("red", "circle", [("blue", "star")]) == "contradict both words"
+    # a word the sentence does not say cannot be contradicted
+    assert word_fit(None, "circle", [("blue", "circle")]) == "fit the colour and shape words"
+    assert word_fit("red", None, [("red", "star")]) == "fit the colour and shape words"
+    assert set(WORD_FITS) == {word_fit(c, "circle", [(o, s)]) for c in ("red",) for o in ("red", "blue")
+                              for s in ("circle", "star")}
 
 
 def test_outcome_names_what_the_mask_picked():

@@ -189,6 +189,24 @@ def sentence_kind(sentence: str) -> str:
     return "attribute"
 
 
+def target_words(sentence: str) -> tuple[str | None, str | None]:
+    """The colour word and shape word that describe the target (None where the sentence names none):
+    the first of each before a relation word, so "the triangle below the green star" names the shape
+    "triangle" and no colour (green is the other object's)."""
+    phrase = sentence
+    for word in RELATION_WORDS:
+        phrase = phrase.split(f" {word} the ")[0]
+    words = phrase.split()
+    return (next((w for w in words if w in COLOURS), None), next((w for w in words if w in SHAPES), None))
+
+
+def object_colour(image: np.ndarray, mask: np.ndarray) -> str:
+    """The palette colour of an object in a generated image: the nearest COLOURS entry to the median of
+    its pixels (the median ignores the grey pole drawn across some objects)."""
+    median = np.median(np.asarray(image)[mask].reshape(-1, 3).astype(np.float64), axis=0)
+    return min(COLOURS, key=lambda name: float(np.abs(np.array(COLOURS[name]) - median).sum()))
+
+
 def expressions(shapes: list[Shape], target: int) -> list[str]:
     """Every sentence of the grammar that selects exactly ``target`` among ``shapes``."""
     return list(dict.fromkeys(sentence for _, sentence in tagged_expressions(shapes, target)))

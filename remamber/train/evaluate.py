@@ -48,17 +48,46 @@ def outcome(pred, target: int, objects: dict) -> str:
     return "target, poor mask" if marked[0] == target else "one wrong object"
 
 
-def outcome_labeller(samples, dataset) -> Callable[[int, object], str]:
+# For "several objects": do the wrongly marked objects fit the words that describe the target?
+WORD_FITS = ("fit the colour and shape words", "contradict the shape word", "contradict the colour word",
+             "contradict both words")
+
+
+def word_fit(colour: str | None, shape: str | None, others: list[tuple[str, str]]) -> str:
+    """One of WORD_FITS for the (colour, shape) of the wrongly marked objects, given the target's
+    colour and shape words (None where the sentence names none, which nothing can contradict)."""
+    bad_shape = shape is not None and any(s != shape for _, s in others)
+    bad_colour = colour is not None and any(c != colour for c, _ in others)
+    return WORD_FITS[int(bad_shape) + 2 * int(bad_colour)]
+
+
+def outcome_labeller(samples, dataset, by_word: bool = False) -> Callable[[int, object], str]:
     """(sentence index, predicted mask) -> outcome, for ``evaluate(outcome_of=...)``: ``samples`` are
-    the split's sentences in order, ``dataset``'s annotations give every object of each image."""
+    the split's sentences in order, ``dataset``'s annotations give every object of each image. With
+    ``by_word`` (synthetic data only), "several objects" becomes "several objects: <one of WORD_FITS>":
+    whether the other objects it marked have the colour and shape the sentence gives the target."""
+    from ..data.synthetic import SHAPES, object_colour, target_words
+
     objects_of: dict[int, list[int]] = {}
     for ann in dataset.annotations.values():
         objects_of.setdefault(ann["image_id"], []).append(ann["id"])
     mask = functools.lru_cache(maxsize=None)(dataset.mask)  # each object is compared for every sentence of its image
 
+    @functools.lru_cache(maxsize=None)
+    def attributes(ann_id: int) -> tuple[str, str]:
+        ann = dataset.annotations[ann_id]
+        return object_colour(dataset.image(ann["image_id"]), mask(ann_id)), SHAPES[ann["category_id"] - 1]
+
     def label(i: int, pred) -> str:
         s = samples[i]
-        return outcome(pred, s.ann_id, {a: mask(a) for a in objects_of[s.image_id]})
+        objects = {a: mask(a) for a in objects_of[s.image_id]}
+        result = outcome(pred, s.ann_id, objects)
+        if by_word and result == "several objects":
+            area = int(pred.sum())
+            others = [attributes(a) for a, m in objects.items()
+                      if a != s.ann_id and (pred & m).sum() >= MARKED_SHARE * area]
+            result += ": " + word_fit(*target_words(s.sentence), others)
+        return result
 
     return label
 
@@ -69,8 +98,9 @@ def evaluate(model, split, batch_size: int = 16, limit: int | None = None,
              outcome_of: Callable[[int, object], str] | None = None) -> dict:
     """{"oIoU", "mIoU", "n"} over the first ``limit`` sentences of ``split`` (all when None); with
     ``group_of`` (sentence -> group name) also "groups": {name: {"oIoU", "mIoU", "n"}}; with
-    ``outcome_of`` ((sentence index, predicted mask) -> one of OUTCOMES, see outcome_labeller) also
-    "outcomes": {outcome: share of the sentences}. One pass of the model serves all three.
+    ``outcome_of`` ((sentence index, predicted mask) -> one of OUTCOMES, or "<outcome>: <detail>",
+    see outcome_labeller) also "outcomes": {outcome: share of the sentences}, and "outcome_details":
+    {"<outcome>: <detail>": share} when details come. One pass of the model serves all three.
 
     The model is put in eval mode and restored to the mode it had."""
     from ..bench.eval_metrics import intersection_union, summarize
@@ -78,12 +108,15 @@ def evaluate(model, split, batch_size: int = 16, limit: int | None = None,
     was_training = model.training
     model.eval()
     n = len(split) if limit is None else min(limit, len(split))
-    pairs, counts = [], dict.fromkeys(OUTCOMES, 0)
+    pairs, counts, details = [], dict.fromkeys(OUTCOMES, 0), {}
     try:
         for i, pred, gt in predictions(model, split, n, batch_size):
             pairs.append(intersection_union(pred, gt))
             if outcome_of is not None:
-                counts[outcome_of(i, pred)] += 1
+                label = outcome_of(i, pred)
+                counts[label.split(": ")[0]] += 1
+                if ": " in label:  # a refined outcome ("several objects: ..."), counted under its outcome too
+                    details[label] = details.get(label, 0) + 1
     finally:
         model.train(was_training)
     result = _scores(summarize(pairs))
@@ -94,6 +127,8 @@ def evaluate(model, split, batch_size: int = 16, limit: int | None = None,
         result["groups"] = {name: _scores(summarize(by_group[name])) for name in sorted(by_group)}
     if outcome_of is not None:
         result["outcomes"] = {k: v / n for k, v in counts.items()}
+        if details:
+            result["outcome_details"] = {k: details[k] / n for k in sorted(details)}
     return result
 
 

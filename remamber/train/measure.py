@@ -1,13 +1,14 @@
 """Score a trained checkpoint on a RefCOCO-layout split at any input resolution (e.g. the training
 resolution, or 480 where predict and the main job run it):
 
-    python -m remamber.train.measure --checkpoint model_fp16.pth --data DIR --split val --resolution 480 [--limit N] [--by-kind] [--by-outcome]
+    python -m remamber.train.measure --checkpoint model_fp16.pth --data DIR --split val --resolution 480 [--limit N] [--by-kind] [--by-outcome] [--by-word]
 
 Prints {"oIoU", "mIoU", "n"} as JSON; --by-kind adds "groups": the same scores per kind of sentence
 of the synthetic grammar (attribute, position, relation; remamber.data.synthetic.sentence_kind);
 --by-outcome adds "outcomes": the share of sentences whose mask got the right object, the target
 with a poor mask, one wrong object, several objects, background or nothing
-(remamber.train.evaluate.outcome). The checkpoint is read by remamber.checkpoint (the path any user
+(remamber.train.evaluate.outcome); --by-word also splits "several objects" by whether the other marked
+objects have the colour and shape the sentence names for the target ("outcome_details"). The checkpoint is read by remamber.checkpoint (the path any user
 of the file takes), so this also checks that the exported file loads.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 def measure(checkpoint: Path, data: Path, split: str, resolution: int, limit: int | None = None,
             preset: str = "tiny", variant: str = "conv", dataset: str = "refcoco", batch_size: int = 8,
-            by_kind: bool = False, by_outcome: bool = False) -> dict:
+            by_kind: bool = False, by_outcome: bool = False, by_word: bool = False) -> dict:
     from ..checkpoint import load_checkpoint
     from ..data.refcoco import RefDataset
     from ..model import build_model
@@ -33,7 +34,7 @@ def measure(checkpoint: Path, data: Path, split: str, resolution: int, limit: in
     load_checkpoint(model, checkpoint)
     refs = RefDataset(data, dataset)
     tensors = load_split(refs, split, resolution, limit=limit)
-    labeller = outcome_labeller(refs.samples(split, limit=limit), refs) if by_outcome else None
+    labeller = outcome_labeller(refs.samples(split, limit=limit), refs, by_word) if by_outcome or by_word else None
     return evaluate(model, tensors, batch_size=batch_size, group_of=sentence_kind if by_kind else None,
                     outcome_of=labeller)
 
@@ -55,10 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by-outcome", action="store_true",
                         help="also count what each mask picked: the right object, the target with a poor mask, "
                              "one wrong object, several objects, background, nothing")
+    parser.add_argument("--by-word", action="store_true",
+                        help="with the outcomes: when a mask marks several objects, whether the other objects have "
+                             "the colour and shape that the sentence names for the target (synthetic data)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = measure(args.checkpoint, args.data, args.split, args.resolution, args.limit, args.preset, args.variant,
-                     by_kind=args.by_kind, by_outcome=args.by_outcome)
+                     by_kind=args.by_kind, by_outcome=args.by_outcome, by_word=args.by_word)
     json.dump(result, sys.stdout)
     print()
     return 0
