@@ -325,6 +325,36 @@ def test_cli_refuses_bad_input(tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_object_probe_reads_colour_from_pixel_features_and_nothing_from_constant_ones(tmp_path):
+    """remamber.train.probe.object_decodability with stand-in models: stage features that are the
+    image itself (average-pooled) carry each object's colour, so the colour probe is right on the
+    held-out objects; constant features score the majority rate only."""
+    import torch.nn.functional as F
+
+    from remamber.data.refcoco import RefDataset
+    from remamber.data.synthetic import generate
+    from remamber.train.probe import object_decodability
+
+    generate(tmp_path, images=40, seed=2)
+    dataset = RefDataset(tmp_path)
+
+    class Pixels:
+        def forward_features(self, image, ids, attention):
+            return [F.avg_pool2d(image, k) for k in (4, 8, 16, 32)]
+
+    class Constant:
+        def forward_features(self, image, ids, attention):
+            return [torch.ones(image.shape[0], 3, image.shape[2] // k, image.shape[3] // k) for k in (4, 8, 16, 32)]
+
+    found = object_decodability(Pixels(), dataset, "train", "val", 64)
+    assert found["n"] > 10 and len(found["stages"]) == 4
+    assert found["stages"][0]["colour"] >= 0.9 > found["colour_majority"]
+    flat = object_decodability(Constant(), dataset, "train", "val", 64)
+    for stage in flat["stages"]:
+        assert stage["colour"] == pytest.approx(flat["colour_majority"])
+        assert stage["shape"] == pytest.approx(flat["shape_majority"])
+
+
 def test_decodability_probe_finds_the_words_and_nothing_in_constant_features():
     """remamber.train.probe.attribute_decodability: a random tiny encoder's pooled features name the colour
     and shape word of sentences it was not fitted on; forced constant, they score the majority rate only."""
