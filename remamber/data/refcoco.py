@@ -23,6 +23,7 @@ annotation, an unknown split) raises ``DatasetError`` naming the file and the fi
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import pickle
@@ -244,6 +245,17 @@ class RefDataset:
                           if not (self.image_dir / str(self.images[s.image_id].get("file_name", ""))).is_file()})
         if missing:
             raise DatasetError(f"{len(missing)} image file(s) the split needs are not in {self.image_dir}: {_few(missing)}")
+
+    def image_annotations(self, image_id: int) -> list[int]:
+        """The annotation ids of one image, in increasing order (every object it holds, referred to or not)."""
+        return self._annotations_by_image.get(image_id, [])
+
+    @functools.cached_property
+    def _annotations_by_image(self) -> dict:
+        by_image: dict = {}
+        for ann in self.annotations.values():
+            by_image.setdefault(ann.get("image_id"), []).append(ann["id"])
+        return {image_id: sorted(ids) for image_id, ids in by_image.items()}
 
     def image(self, image_id: int):
         """The image as RGB PIL, checked against the size instances.json records."""

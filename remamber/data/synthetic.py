@@ -200,6 +200,11 @@ def target_words(sentence: str) -> tuple[str | None, str | None]:
     return (next((w for w in words if w in COLOURS), None), next((w for w in words if w in SHAPES), None))
 
 
+def object_shape(annotation: dict) -> str:
+    """The shape of a generated object from its annotation (category ids are SHAPES' order, from 1)."""
+    return SHAPES[annotation["category_id"] - 1]
+
+
 def object_colour(image: np.ndarray, mask: np.ndarray) -> str:
     """The palette colour of an object in a generated image: the nearest COLOURS entry to the median of
     its pixels (the median ignores the grey pole drawn across some objects)."""

@@ -66,21 +66,18 @@ def outcome_labeller(samples, dataset, by_word: bool = False) -> Callable[[int, 
     the split's sentences in order, ``dataset``'s annotations give every object of each image. With
     ``by_word`` (synthetic data only), "several objects" becomes "several objects: <one of WORD_FITS>":
     whether the other objects it marked have the colour and shape the sentence gives the target."""
-    from ..data.synthetic import SHAPES, object_colour, target_words
+    from ..data.synthetic import object_colour, object_shape, target_words
 
-    objects_of: dict[int, list[int]] = {}
-    for ann in dataset.annotations.values():
-        objects_of.setdefault(ann["image_id"], []).append(ann["id"])
     mask = functools.lru_cache(maxsize=None)(dataset.mask)  # each object is compared for every sentence of its image
 
     @functools.lru_cache(maxsize=None)
     def attributes(ann_id: int) -> tuple[str, str]:
         ann = dataset.annotations[ann_id]
-        return object_colour(dataset.image(ann["image_id"]), mask(ann_id)), SHAPES[ann["category_id"] - 1]
+        return object_colour(dataset.image(ann["image_id"]), mask(ann_id)), object_shape(ann)
 
     def label(i: int, pred) -> str:
         s = samples[i]
-        objects = {a: mask(a) for a in objects_of[s.image_id]}
+        objects = {a: mask(a) for a in dataset.image_annotations(s.image_id)}
         result = outcome(pred, s.ann_id, objects)
         if by_word and result == "several objects":
             area = int(pred.sum())

@@ -71,7 +71,8 @@ class TrainConfig:
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
-    """Sentence indices of step ``step``: epochs of floor(n / batch) batches of a seeded permutation."""
+    """Indices (of ``n`` items: sentences, or images for GroupedBatches) of step ``step``: epochs of
+    floor(n / batch) batches of a seeded permutation."""
     per_epoch = max(1, n // batch_size)
     epoch, k = divmod(step, per_epoch)
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
@@ -84,8 +85,8 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor
 class GroupedBatches:
     """Batches of ``batch_size // per_image`` images, each with ``per_image`` sentences about different
     objects of that image (TrainConfig.sentences_per_image). Deterministic in (seed, step): images
-    follow one seeded permutation per epoch, as batch_indices; the objects and sentences of step s
-    come from a generator seeded by (seed, s). An image with fewer referred objects than
+    follow one seeded permutation per epoch (batch_indices over the images); the objects and
+    sentences of step s come from a generator seeded by (seed, s). An image with fewer referred objects than
     ``per_image`` repeats some of them (other sentences where it has them)."""
 
     def __init__(self, image_index: torch.Tensor, mask_index: torch.Tensor, batch_size: int, per_image: int):
@@ -101,16 +102,9 @@ class GroupedBatches:
         self.per_image = per_image
 
     def __call__(self, seed: int, step: int) -> torch.Tensor:
-        n = len(self.images)
-        per_epoch = max(1, n // self.images_per_batch)
-        epoch, k = divmod(step, per_epoch)
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
-        perm = torch.randperm(n, generator=g)
-        if n < self.images_per_batch:
-            perm = perm.repeat(math.ceil(self.images_per_batch / n))
         rng = np.random.default_rng([int(seed), int(step), 1])
         chosen = []
-        for slot in perm[k * self.images_per_batch:(k + 1) * self.images_per_batch].tolist():
+        for slot in batch_indices(len(self.images), self.images_per_batch, seed, step).tolist():
             refs = self.objects[slot]
             picks = list(rng.permutation(len(refs))[:self.per_image])
             while len(picks) < self.per_image:  # fewer referred objects than sentences wanted

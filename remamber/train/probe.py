@@ -105,15 +105,12 @@ def object_features(model, dataset, split: str, resolution: int, images: int | N
     import torch.nn.functional as F
 
     from .. import imageio, tokenizer
-    from ..data.synthetic import SHAPES, object_colour
+    from ..data.synthetic import object_colour, object_shape
 
     first: dict[int, str] = {}
     for sample in dataset.samples(split):
         first.setdefault(sample.image_id, sample.sentence)
     image_ids = sorted(first)[:images]
-    objects_of: dict[int, list[int]] = {}
-    for ann in dataset.annotations.values():
-        objects_of.setdefault(ann["image_id"], []).append(ann["id"])
     pooled: list[list[torch.Tensor]] = [[], [], [], []]
     shapes, colours = [], []
     for start in range(0, len(image_ids), 16):
@@ -124,13 +121,13 @@ def object_features(model, dataset, split: str, resolution: int, images: int | N
         with torch.no_grad():
             feats = model.forward_features(x, ids, attention)
         for j, image_id in enumerate(batch):
-            for ann_id in sorted(objects_of[image_id]):
+            for ann_id in dataset.image_annotations(image_id):
                 mask = dataset.mask(ann_id)
                 full = torch.from_numpy(mask.astype(np.float32))[None, None]
                 for s, f in enumerate(feats):
                     w = F.interpolate(full, size=f.shape[-2:], mode="area")[0, 0].double()  # share of each cell
                     pooled[s].append((f[j].double() * w).sum((1, 2)) / w.sum())
-                shapes.append(SHAPES[dataset.annotations[ann_id]["category_id"] - 1])
+                shapes.append(object_shape(dataset.annotations[ann_id]))
                 colours.append(object_colour(pictures[j], mask))
     return [torch.stack(p) for p in pooled], shapes, colours
 
