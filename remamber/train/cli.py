@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sentences-per-image", type=int_type("--sentences-per-image", minimum=1, maximum=64), default=1,
                         help="sentences per image in a batch, each about a different object of it (the batch size "
                              "must be a multiple); 1 draws every sentence independently")
+    parser.add_argument("--attribute-queries", type=float_type("--attribute-queries", minimum=0, maximum=0.9), default=0.0,
+                        metavar="FRACTION",
+                        help="share of each batch drawn from attribute queries of the synthetic dataset ('the circle': "
+                             "every circle of the image; docs/TRAINING.md); 0 (default) trains on the sentences only")
     parser.add_argument("--weight-decay", type=float_type("--weight-decay", minimum=0), default=1e-4)
     parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**31 - 1), default=0,
                         help="model initialisation and batch order")
@@ -139,6 +143,8 @@ def _run_with_backend(args) -> int:
     if args.batch_size % args.sentences_per_image:
         raise InputError(f"--batch-size {args.batch_size} is not a multiple of --sentences-per-image "
                          f"{args.sentences_per_image}; pick a batch size that is")
+    if args.attribute_queries and args.sentences_per_image != 1:
+        raise InputError("--attribute-queries and --sentences-per-image do not combine; use one of them")
     if args.warmup >= args.steps:
         raise InputError(f"--warmup {args.warmup} must be below --steps {args.steps}")
     began = time.perf_counter()
@@ -160,14 +166,20 @@ def _run_with_backend(args) -> int:
     val_split = load_split(dataset, "val", args.resolution, progress=progress)
     print(f"train: {len(train_split)} sentences, {train_split.images.shape[0]} images; "
           f"val: {len(val_split)} sentences; resolution {args.resolution}")
+    queries = None
+    if args.attribute_queries:
+        from .queries import build_queries
+
+        queries = build_queries(dataset, train_split)
+        print(f"attribute queries: {len(queries)} on {train_split.images.shape[0]} images")
     config = TrainConfig(
         preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, seed=args.seed,
         text_encoder_lr_mult=args.text_encoder_lr_mult, sentences_per_image=args.sentences_per_image,
-        log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
+        attribute_queries=args.attribute_queries, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
-    result = train(config, train_split, val_split, out, resume=args.resume)
+    result = train(config, train_split, val_split, out, resume=args.resume, queries=queries)
     model = result["model"]
     metrics = {}
     for split in [s.strip() for s in args.final_splits.split(",") if s.strip()]:
@@ -188,6 +200,7 @@ def _run_with_backend(args) -> int:
                      "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
                      "text_encoder_lr_mult": args.text_encoder_lr_mult,
                      "sentences_per_image": args.sentences_per_image,
+                     "attribute_queries": args.attribute_queries,
                      "weight_decay": args.weight_decay, "threads": args.threads,
                      "scan_backend": ops_backend_name(),
                      "wall_s": round(wall, 1), "machine": _machine(), "torch": str(torch.__version__),

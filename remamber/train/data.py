@@ -9,7 +9,7 @@ are kept for evaluation, which scores at the ground-truth size as the official `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ class SplitTensors:
     attention_mask: torch.Tensor
     gt_masks: list[np.ndarray]
     sentences: list[str]
+    image_ids: list[int] = field(default_factory=list)  # the dataset's image id of each row of images
 
     def __len__(self) -> int:
         return int(self.image_index.shape[0])
@@ -73,4 +74,5 @@ def load_split(dataset, split: str, resolution: int, limit: int | None = None, p
         image_index=torch.tensor([image_slot[s.image_id] for s in samples], dtype=torch.long),
         mask_index=torch.tensor([mask_slot[s.ann_id] for s in samples], dtype=torch.long),
         input_ids=ids, attention_mask=attention, gt_masks=gt_masks, sentences=[s.sentence for s in samples],
+        image_ids=list(image_slot),
     )

@@ -27,6 +27,9 @@ from .state import CHECKPOINT_NAME, load_training_state, save_training_state
 
 # Parameter-name prefix of the text encoder (TrainConfig.text_encoder_lr_mult).
 TEXT_ENCODER_PREFIX = "text_encoder."
+# Seed offset between batch_indices streams. torch's CPU generator keeps only the low 32 bits of a
+# seed (2**32 + s gives the same numbers as s), so the offset must change those bits.
+STREAM_OFFSET = 0x9E3779B9
 CSV_FIELDS = ("step", "loss", "lr", "val_oIoU", "val_mIoU", "val_n", "elapsed_s")
 
 
@@ -52,6 +55,10 @@ class TrainConfig:
     # pixels for different masks, and only the sentence tells those samples apart (an experiment for
     # the "several objects" failures; docs/TRAINING.md says what it changed).
     sentences_per_image: int = 1
+    # Share of each batch taken from attribute queries ("the circle": every circle of the image;
+    # remamber/train/queries.py) instead of the dataset's sentences; 0 uses sentences only. Why: they
+    # set shape against the other objects in every image, which the unique referring sentences rarely do.
+    attribute_queries: float = 0.0
     seed: int = 0
     log_every: int = 10
     eval_every: int = 200
@@ -67,15 +74,24 @@ class TrainConfig:
             d["text_encoder_lr_mult"] = self.text_encoder_lr_mult
         if self.sentences_per_image != 1:
             d["sentences_per_image"] = self.sentences_per_image
+        if self.attribute_queries:
+            d["attribute_queries"] = self.attribute_queries
         return d
 
+    def query_slots(self) -> int:
+        """How many samples of each batch are attribute queries (at least one when the option is on)."""
+        if not self.attribute_queries:
+            return 0
+        return min(self.batch_size - 1, max(1, round(self.attribute_queries * self.batch_size)))
 
-def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int, stream: int = 0) -> torch.Tensor:
     """Indices (of ``n`` items: sentences, or images for GroupedBatches) of step ``step``: epochs of
-    floor(n / batch) batches of a seeded permutation."""
+    floor(n / batch) batches of a seeded permutation. ``stream`` > 0 gives an independent sequence
+    (attribute queries)."""
     per_epoch = max(1, n // batch_size)
     epoch, k = divmod(step, per_epoch)
-    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch + int(stream) * STREAM_OFFSET)
     perm = torch.randperm(n, generator=g)
     if n < batch_size:  # tiny datasets: repeat the permutation
         perm = perm.repeat(math.ceil(batch_size / n))
@@ -161,8 +177,10 @@ class MetricsLog:
 
 
 def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path | None = None,
-          say=print) -> dict:
-    """Run the steps; returns {"model", "losses", "step", "wall_s", "last_eval"}."""
+          say=print, queries=None) -> dict:
+    """Run the steps; returns {"model", "losses", "step", "wall_s", "last_eval"}. ``queries``
+    (remamber.train.queries.AttributeQueries of the train split) is needed when
+    config.attribute_queries is set."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -180,6 +198,11 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     if config.sentences_per_image != 1:
         grouped = GroupedBatches(train_split.image_index, train_split.mask_index, config.batch_size,
                                  config.sentences_per_image)
+    n_queries = config.query_slots()
+    if n_queries and (queries is None or not len(queries)):
+        raise ValueError("config.attribute_queries is set but no attribute queries were given")
+    if n_queries and grouped is not None:
+        raise ValueError("attribute queries and sentences_per_image > 1 do not combine")
     began = time.perf_counter()
     window: list[float] = []
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not config.progress,
@@ -187,10 +210,16 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     try:
         for step in range(start, config.steps):
             if grouped is None:
-                idx = batch_indices(n, config.batch_size, config.seed, step)
+                idx = batch_indices(n, config.batch_size - n_queries, config.seed, step)
             else:
                 idx = grouped(config.seed, step)
             images, ids, attention, masks = train_split.batch(idx)
+            if n_queries:
+                q = batch_indices(len(queries), n_queries, config.seed, step, stream=1)
+                images = torch.cat([images, train_split.images[queries.image_index[q]]])
+                ids = torch.cat([ids, queries.input_ids[q]])
+                attention = torch.cat([attention, queries.attention_mask[q]])
+                masks = torch.cat([masks, queries.masks[q].float()])
             logits = model(images, ids, attention)
             loss = segmentation_loss(logits, masks)
             if not torch.isfinite(loss):

@@ -21,7 +21,8 @@ EXPORT_NAME = "model_fp16.pth"
 # Options that change the trajectory: a resume must use the same values (steps included: the cosine
 # schedule depends on the total).
 TRAJECTORY_KEYS = ("preset", "variant", "resolution", "batch_size", "steps", "lr", "warmup", "weight_decay",
-                   "seed", "min_lr_ratio", "text_encoder_lr_mult", "sentences_per_image")
+                   "seed", "min_lr_ratio", "text_encoder_lr_mult", "sentences_per_image",
+                   "attribute_queries")
 
 
 def save_training_state(path: Path, model, optimizer, scheduler, step: int, config: dict) -> Path:

@@ -1,0 +1,78 @@
+"""Attribute queries: extra training samples whose target is every object that matches a phrase.
+
+The generated sentences name a target uniquely, so a sentence whose shape word is the only thing
+that tells two objects apart is rare, and the backbone, which starts from random weights, learns
+to see colour (already in its first features) long before it learns to see shape (docs/TRAINING.md,
+"What holds the demo checkpoint back"). An attribute query such as "the circle" asks for *every*
+circle of the image; "the red shape" for every red object; "the red circle" for every red circle.
+They use the grammar's own noun phrases and agree with it wherever the grammar uses them (there the
+match is unique), and each one sets shape (or colour) against the other objects of the image. The
+loss is unchanged; only the batch holds some of these samples (TrainConfig.attribute_queries).
+
+They need the synthetic dataset's meaning of an annotation: its category is its shape
+(remamber.data.synthetic.SHAPES) and its colour is the palette colour of its pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+
+
+@dataclass
+class AttributeQueries:
+    """Queries of one split in memory: image_index into the split's images, masks (n, 1, S, S) uint8."""
+
+    image_index: torch.Tensor
+    masks: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    sentences: list[str]
+
+    def __len__(self) -> int:
+        return int(self.image_index.shape[0])
+
+
+def image_queries(objects: list[tuple[str, str]]) -> dict[str, list[int]]:
+    """Phrase -> indices of the objects it selects, for objects given as (shape, colour): every shape
+    ("the circle"), colour ("the red shape") and colour + shape ("the red circle") present."""
+    found: dict[str, list[int]] = {}
+    for i, (shape, colour) in enumerate(objects):
+        for phrase in (f"the {shape}", f"the {colour} shape", f"the {colour} {shape}"):
+            found.setdefault(phrase, []).append(i)
+    return found
+
+
+def build_queries(dataset, split_tensors) -> AttributeQueries:
+    """The attribute queries of every image of ``split_tensors`` (a SplitTensors of ``dataset``)."""
+    from .. import tokenizer
+    from ..data.synthetic import SHAPES, object_colour
+
+    names = dataset.categories
+    if sorted(map(str, names.values())) != sorted(SHAPES):
+        raise InputError(f"--attribute-queries needs the synthetic shapes dataset (categories {', '.join(SHAPES)}); "
+                         f"{dataset.root} has {', '.join(map(str, names.values())) or 'none'}. Leave the option out "
+                         "for other datasets")
+    S = split_tensors.resolution
+    image_index, masks, sentences = [], [], []
+    for slot, image_id in enumerate(split_tensors.image_ids):
+        pixels = np.asarray(dataset.image(image_id).convert("RGB"))
+        ann_masks, objects = [], []
+        for ann_id in dataset.image_annotations(image_id):
+            mask = dataset.mask(ann_id)
+            ann_masks.append(mask)
+            objects.append((names[dataset.annotations[ann_id]["category_id"]], object_colour(pixels, mask)))
+        for phrase, members in image_queries(objects).items():
+            union = np.logical_or.reduce([ann_masks[i] for i in members])
+            t = torch.from_numpy(union.astype(np.uint8))[None, None].float()
+            masks.append(F.interpolate(t, size=(S, S), mode="nearest")[0].to(torch.uint8))
+            image_index.append(slot)
+            sentences.append(phrase)
+    ids, attention = tokenizer.tokenize(sentences)
+    return AttributeQueries(image_index=torch.tensor(image_index, dtype=torch.long), masks=torch.stack(masks),
+                            input_ids=ids, attention_mask=attention, sentences=sentences)
