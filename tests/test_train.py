@@ -395,3 +395,35 @@ def test_probe_tells_a_text_blind_model_from_one_that_reads_the_text(tiny_data):
         norm.bias.copy_(torch.linspace(-1.0, 1.0, norm.bias.numel()))
     assert text_feature_cosine(model) == pytest.approx(1.0, abs=1e-6)
     assert sentence_swap(model, val, 4)["changed_fraction"] == 0.0
+
+
+def _nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest resize written out: output pixel (i, j) takes input (floor(i * h / H), floor(j * w / W))."""
+    rows = (np.arange(height) * mask.shape[0] // height).clip(max=mask.shape[0] - 1)
+    cols = (np.arange(width) * mask.shape[1] // width).clip(max=mask.shape[1] - 1)
+    return mask[rows][:, cols]
+
+
+def test_ceiling_scores_the_true_masks_resized_there_and_back(tiny_data, capsys):
+    """measure --ceiling against the same I/U computed with a NumPy nearest resize."""
+    from remamber.train import measure
+    from remamber.train.evaluate import ceiling
+
+    root, _, val = tiny_data
+    inter = union = 0
+    ious = []
+    for i in range(len(val)):
+        gt = val.gt_masks[int(val.mask_index[i])]
+        back = _nearest(_nearest(gt, RES, RES), *gt.shape)
+        inter_i, union_i = int((back & gt).sum()), int((back | gt).sum())
+        inter, union = inter + inter_i, union + union_i
+        ious.append(inter_i / union_i)
+    result = ceiling(val)
+    assert result["n"] == len(val)
+    assert result["oIoU"] == pytest.approx(inter / union) and result["mIoU"] == pytest.approx(np.mean(ious))
+    assert 0.5 < result["oIoU"] < 1.0  # 64 px loses the outlines of 240-320 px images, but not the objects
+    capsys.readouterr()
+    assert measure.main(["--ceiling", "--data", str(root), "--split", "val", "--resolution", str(RES)]) == 0
+    assert json.loads(capsys.readouterr().out)["oIoU"] == pytest.approx(result["oIoU"])
+    with pytest.raises(SystemExit):
+        measure.main(["--data", str(root), "--resolution", str(RES)])  # neither --checkpoint nor --ceiling

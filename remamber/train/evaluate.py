@@ -129,5 +129,20 @@ def evaluate(model, split, batch_size: int = 16, limit: int | None = None,
     return result
 
 
+def ceiling(split, limit: int | None = None) -> dict:
+    """{"oIoU", "mIoU", "n"} of the training targets themselves: each sentence's mask at the split's
+    resolution (nearest, as the model is trained to output it) scored like a prediction. No mask at
+    that resolution scores much above it, so it says what a target such as 0.8 oIoU asks of the model."""
+    from ..bench.eval_metrics import intersection_union, predicted_mask, summarize
+
+    n = len(split) if limit is None else min(limit, len(split))
+    pairs = []
+    for i in range(n):
+        target = split.masks[int(split.mask_index[i])][0].numpy().astype("float32")
+        gt = split.gt_masks[int(split.mask_index[i])]
+        pairs.append(intersection_union(predicted_mask(2.0 * target - 1.0, *gt.shape)[0], gt))
+    return _scores(summarize(pairs))
+
+
 def _scores(summary: dict) -> dict:
     return {"oIoU": summary["oiou"], "mIoU": summary["miou"], "n": summary["sentences"]}

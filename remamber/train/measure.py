@@ -2,6 +2,7 @@
 resolution, or 480 where predict and the main job run it):
 
     python -m remamber.train.measure --checkpoint model_fp16.pth --data DIR --split val --resolution 480 [--limit N] [--by-kind] [--by-outcome] [--by-word]
+    python -m remamber.train.measure --ceiling --data DIR --split val --resolution 96
 
 Prints {"oIoU", "mIoU", "n"} as JSON; --by-kind adds "groups": the same scores per kind of sentence
 of the synthetic grammar (attribute, position, relation; remamber.data.synthetic.sentence_kind);
@@ -10,6 +11,8 @@ with a poor mask, one wrong object, several objects, background or nothing
 (remamber.train.evaluate.outcome); --by-word also splits "several objects" by whether the other marked
 objects have the colour and shape the sentence names for the target ("outcome_details"). The checkpoint is read by remamber.checkpoint (the path any user
 of the file takes), so this also checks that the exported file loads.
+--ceiling scores the training targets themselves instead of a checkpoint: the true masks resized to
+the resolution and back, which bounds what any model can score there.
 """
 
 from __future__ import annotations
@@ -43,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     parser = argparse.ArgumentParser(prog="python -m remamber.train.measure", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--ceiling", action="store_true",
+                        help="score the true masks at --resolution (resized there and back) instead of a checkpoint")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--split", default="val")
     parser.add_argument("--resolution", type=int, required=True)
@@ -60,7 +65,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="with the outcomes: when a mask marks several objects, whether the other objects have "
                              "the colour and shape that the sentence names for the target (synthetic data)")
     args = parser.parse_args(argv)
+    if (args.checkpoint is None) == (not args.ceiling):
+        parser.error("pass --checkpoint FILE, or --ceiling to score the true masks at --resolution")
     torch.set_num_threads(args.threads)
+    if args.ceiling:
+        from ..data.refcoco import RefDataset
+        from .data import load_split
+        from .evaluate import ceiling
+
+        split = load_split(RefDataset(args.data, "refcoco"), args.split, args.resolution, limit=args.limit)
+        json.dump(ceiling(split), sys.stdout)
+        print()
+        return 0
     result = measure(args.checkpoint, args.data, args.split, args.resolution, args.limit, args.preset, args.variant,
                      by_kind=args.by_kind, by_outcome=args.by_outcome, by_word=args.by_word)
     json.dump(result, sys.stdout)
