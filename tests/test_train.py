@@ -427,3 +427,51 @@ def test_ceiling_scores_the_true_masks_resized_there_and_back(tiny_data, capsys)
     assert json.loads(capsys.readouterr().out)["oIoU"] == pytest.approx(result["oIoU"])
     with pytest.raises(SystemExit):
         measure.main(["--data", str(root), "--resolution", str(RES)])  # neither --checkpoint nor --ceiling
+
+
+def test_mask_resize_nearest_takes_the_corner_and_area_the_majority():
+    from remamber.train.data import resize_mask
+
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[1:, 1:] = True  # bottom-right 3 x 3
+    assert resize_mask(mask, 2, "nearest")[0].tolist() == [[0, 0], [0, 1]]
+    assert resize_mask(mask, 2, "area")[0].tolist() == [[0, 1], [1, 1]]  # 1/4 -> 0, 2/4 -> 1, 4/4 -> 1
+    with pytest.raises(InputError, match="unknown mask resize"):
+        resize_mask(mask, 2, "bilinear")
+
+
+def _area_majority(mask: np.ndarray, size: int) -> np.ndarray:
+    """Adaptive average pooling written out: cell i covers rows floor(i*h/S) .. ceil((i+1)*h/S) - 1."""
+    h, w = mask.shape
+    out = np.zeros((size, size), dtype=bool)
+    for i in range(size):
+        r0, r1 = i * h // size, -(-(i + 1) * h // size)
+        for j in range(size):
+            c0, c1 = j * w // size, -(-(j + 1) * w // size)
+            out[i, j] = mask[r0:r1, c0:c1].mean() >= 0.5
+    return out
+
+
+def test_area_targets_raise_the_ceiling(tiny_data):
+    from remamber.data.refcoco import RefDataset
+    from remamber.train.data import load_split
+    from remamber.train.evaluate import ceiling
+
+    root, _, near = tiny_data
+    area = load_split(RefDataset(root), "val", RES, mask_resize="area")
+    inter = union = 0
+    for i in range(len(area)):
+        gt = area.gt_masks[int(area.mask_index[i])]
+        assert np.array_equal(area.masks[int(area.mask_index[i])][0].numpy().astype(bool), _area_majority(gt, RES))
+        back = _nearest(_area_majority(gt, RES), *gt.shape)
+        inter, union = inter + int((back & gt).sum()), union + int((back | gt).sum())
+    assert ceiling(area)["oIoU"] == pytest.approx(inter / union)
+    assert ceiling(area)["oIoU"] > ceiling(near)["oIoU"]
+
+
+def test_training_refuses_targets_resized_otherwise_than_configured(tiny_data, tmp_path):
+    from remamber.train.loop import train
+
+    _, train_split, _ = tiny_data  # loaded with the default, nearest
+    with pytest.raises(ValueError, match="resized with 'nearest', the config says 'area'"):
+        train(_config(steps=2, mask_resize="area"), train_split, None, tmp_path / "a", say=lambda *_: None)

@@ -140,16 +140,17 @@ def test_training_with_queries_is_deterministic_and_uses_them(data, tmp_path, mo
         loop.train(_config(attribute_queries=0.5), split, None, tmp_path / "e")
 
 
-def test_cli_trains_with_queries_and_records_the_option(data, tmp_path):
+def test_cli_trains_with_queries_and_area_targets_and_records_both(data, tmp_path):
     from remamber.cli import main
 
     root, _, _, _ = data
     out = tmp_path / "run"
     assert main(["train", "--data", str(root), "--out", str(out), "--resolution", str(RES), "--batch-size", "2",
-                 "--steps", "2", "--warmup", "1", "--attribute-queries", "0.5", "--eval-every", "0",
+                 "--steps", "2", "--warmup", "1", "--attribute-queries", "0.5", "--mask-resize", "area", "--eval-every", "0",
                  "--final-splits", "", "--threads", "1", "--no-progress"]) == 0
     meta = json.loads((out / "model_fp16.json").read_text())
-    assert meta["training"]["attribute_queries"] == 0.5
+    assert meta["training"]["attribute_queries"] == 0.5 and meta["training"]["mask_resize"] == "area"
+    assert torch.load(out / "checkpoint.pth", weights_only=True)["config"]["mask_resize"] == "area"
 
 
 @pytest.mark.parametrize("argv,message", [

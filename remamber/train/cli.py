@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="FRACTION",
                         help="share of each batch drawn from attribute queries of the synthetic dataset ('the circle': "
                              "every circle of the image; docs/TRAINING.md); 0 (default) trains on the sentences only")
+    parser.add_argument("--mask-resize", choices=("nearest", "area"), default="nearest",
+                        help="how true masks become training targets at --resolution: nearest (the official "
+                             "transform) or area (each cell takes the majority of the pixels it covers; scores higher "
+                             "when the resolution is far below the images', docs/TRAINING.md)")
     parser.add_argument("--weight-decay", type=float_type("--weight-decay", minimum=0), default=1e-4)
     parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**31 - 1), default=0,
                         help="model initialisation and batch order")
@@ -162,8 +166,8 @@ def _run_with_backend(args) -> int:
         data_info = {"path": str(root)}
     dataset = RefDataset(root, args.dataset)
     progress = not args.no_progress
-    train_split = load_split(dataset, "train", args.resolution, progress=progress)
-    val_split = load_split(dataset, "val", args.resolution, progress=progress)
+    train_split = load_split(dataset, "train", args.resolution, progress=progress, mask_resize=args.mask_resize)
+    val_split = load_split(dataset, "val", args.resolution, progress=progress, mask_resize=args.mask_resize)
     print(f"train: {len(train_split)} sentences, {train_split.images.shape[0]} images; "
           f"val: {len(val_split)} sentences; resolution {args.resolution}")
     queries = None
@@ -176,7 +180,7 @@ def _run_with_backend(args) -> int:
         preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, seed=args.seed,
         text_encoder_lr_mult=args.text_encoder_lr_mult, sentences_per_image=args.sentences_per_image,
-        attribute_queries=args.attribute_queries, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
+        attribute_queries=args.attribute_queries, mask_resize=args.mask_resize, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
     result = train(config, train_split, val_split, out, resume=args.resume, queries=queries)
@@ -200,7 +204,7 @@ def _run_with_backend(args) -> int:
                      "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
                      "text_encoder_lr_mult": args.text_encoder_lr_mult,
                      "sentences_per_image": args.sentences_per_image,
-                     "attribute_queries": args.attribute_queries,
+                     "attribute_queries": args.attribute_queries, "mask_resize": args.mask_resize,
                      "weight_decay": args.weight_decay, "threads": args.threads,
                      "scan_backend": ops_backend_name(),
                      "wall_s": round(wall, 1), "machine": _machine(), "torch": str(torch.__version__),

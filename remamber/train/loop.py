@@ -59,6 +59,9 @@ class TrainConfig:
     # remamber/train/queries.py) instead of the dataset's sentences; 0 uses sentences only. Why: they
     # set shape against the other objects in every image, which the unique referring sentences rarely do.
     attribute_queries: float = 0.0
+    # How masks become S x S targets (remamber.train.data.resize_mask): "nearest" (official) or "area".
+    # The loop does not resize; the split passed to train() must have been loaded this way (checked).
+    mask_resize: str = "nearest"
     seed: int = 0
     log_every: int = 10
     eval_every: int = 200
@@ -76,6 +79,8 @@ class TrainConfig:
             d["sentences_per_image"] = self.sentences_per_image
         if self.attribute_queries:
             d["attribute_queries"] = self.attribute_queries
+        if self.mask_resize != "nearest":
+            d["mask_resize"] = self.mask_resize
         return d
 
     def query_slots(self) -> int:
@@ -198,6 +203,9 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     if config.sentences_per_image != 1:
         grouped = GroupedBatches(train_split.image_index, train_split.mask_index, config.batch_size,
                                  config.sentences_per_image)
+    if getattr(train_split, "mask_resize", "nearest") != config.mask_resize:
+        raise ValueError(f"the train split's targets were resized with {train_split.mask_resize!r}, "
+                         f"the config says {config.mask_resize!r}")
     n_queries = config.query_slots()
     if n_queries and (queries is None or not len(queries)):
         raise ValueError("config.attribute_queries is set but no attribute queries were given")

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--ceiling", action="store_true",
                         help="score the true masks at --resolution (resized there and back) instead of a checkpoint")
+    parser.add_argument("--mask-resize", choices=("nearest", "area"), default="nearest",
+                        help="with --ceiling: how the masks are resized to --resolution (as train --mask-resize)")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--split", default="val")
     parser.add_argument("--resolution", type=int, required=True)
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         from .data import load_split
         from .evaluate import ceiling
 
-        split = load_split(RefDataset(args.data, "refcoco"), args.split, args.resolution, limit=args.limit)
+        split = load_split(RefDataset(args.data, "refcoco"), args.split, args.resolution, limit=args.limit,
+                           mask_resize=args.mask_resize)
         json.dump(ceiling(split), sys.stdout)
         print()
         return 0

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError
 
@@ -52,6 +51,7 @@ def build_queries(dataset, split_tensors) -> AttributeQueries:
     """The attribute queries of every image of ``split_tensors`` (a SplitTensors of ``dataset``)."""
     from .. import tokenizer
     from ..data.synthetic import SHAPES, object_colour
+    from .data import resize_mask
 
     names = dataset.categories
     if sorted(map(str, names.values())) != sorted(SHAPES):
@@ -69,8 +69,7 @@ def build_queries(dataset, split_tensors) -> AttributeQueries:
             objects.append((names[dataset.annotations[ann_id]["category_id"]], object_colour(pixels, mask)))
         for phrase, members in image_queries(objects).items():
             union = np.logical_or.reduce([ann_masks[i] for i in members])
-            t = torch.from_numpy(union.astype(np.uint8))[None, None].float()
-            masks.append(F.interpolate(t, size=(S, S), mode="nearest")[0].to(torch.uint8))
+            masks.append(resize_mask(union, S, split_tensors.mask_resize))
             image_index.append(slot)
             sentences.append(phrase)
     ids, attention = tokenizer.tokenize(sentences)
