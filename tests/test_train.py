@@ -241,7 +241,7 @@ def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path, capsys):
 
     capsys.readouterr()
     assert measure.main(["--checkpoint", str(out / "model_fp16.pth"), "--data", str(root), "--split", "val",
-                         "--resolution", str(RES), "--threads", "1", "--by-kind", "--by-word"]) == 0
+                         "--resolution", str(RES), "--threads", "1", "--by-kind", "--by-word", "--queries"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert sum(g["n"] for g in scores["groups"].values()) == scores["n"] > 0
     assert sum(scores["outcomes"].values()) == pytest.approx(1.0)
@@ -249,6 +249,7 @@ def test_cli_end_to_end_and_export_loads(tiny_data, tmp_path, capsys):
     details = scores.get("outcome_details", {})
     assert sum(details.values()) == pytest.approx(scores["outcomes"]["several objects"])
     assert all(k.startswith("several objects: ") for k in details)
+    assert set(scores["queries"]) <= {"shape", "colour", "colour and shape"} and scores["queries"]
 
 
 def test_word_fit_says_which_named_word_the_other_marked_objects_contradict():

@@ -162,3 +162,45 @@ def test_cli_refuses_bad_query_options(tmp_path, capsys, argv, message):
 
     assert main(["train", "--out", str(tmp_path / "o"), "--no-progress", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_query_kind():
+    from remamber.train.queries import query_kind
+
+    assert [query_kind(p) for p in ("the circle", "the red shape", "the red circle")] == [
+        "shape", "colour", "colour and shape"]
+
+
+class _LookupModel(torch.nn.Module):
+    """Stand-in model: returns the mask stored for (image, sentence), as logits of +-1."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = table
+
+    def forward(self, images, ids, attention):
+        return torch.stack([self.table[(float(im.sum()), tuple(t.tolist()))] * 2.0 - 1.0 for im, t in zip(images, ids)])
+
+
+def test_score_queries_oracle_and_every_object(data):
+    from remamber.train.data import resize_mask
+    from remamber.train.queries import query_kind, score_queries
+
+    _, dataset, split, queries = data
+    keys = [(float(split.images[queries.image_index[i]].sum()), tuple(queries.input_ids[i].tolist()))
+            for i in range(len(queries))]
+    oracle = _LookupModel({k: queries.masks[i].float() for i, k in enumerate(keys)})
+    assert all(v["oIoU"] == pytest.approx(1.0) for v in score_queries(oracle, split, queries).values())
+    # a model that marks every object of the image: IoU of a query = its objects' pixels / all objects' pixels
+    every = {}
+    for slot, image_id in enumerate(split.image_ids):
+        union = np.logical_or.reduce([dataset.mask(a) for a in dataset.image_annotations(image_id)])
+        every[slot] = resize_mask(union, RES).float()
+    blind = _LookupModel({k: every[int(queries.image_index[i])] for i, k in enumerate(keys)})
+    scores = score_queries(blind, split, queries)
+    for kind in scores:
+        rows = [i for i in range(len(queries)) if query_kind(queries.sentences[i]) == kind]
+        inter = sum(float(queries.masks[i].sum()) for i in rows)
+        union = sum(float(every[int(queries.image_index[i])].sum()) for i in rows)
+        assert scores[kind]["n"] == len(rows) and scores[kind]["oIoU"] == pytest.approx(inter / union)
+    assert scores["shape"]["oIoU"] < 1.0

@@ -11,7 +11,9 @@ with a poor mask, one wrong object, several objects, background or nothing
 (remamber.train.evaluate.outcome); --by-word also splits "several objects" by whether the other marked
 objects have the colour and shape the sentence names for the target ("outcome_details"). The checkpoint is read by remamber.checkpoint (the path any user
 of the file takes), so this also checks that the exported file loads.
---ceiling scores the training targets themselves instead of a checkpoint: the true masks resized to
+--queries adds "queries": oIoU/mIoU on the attribute queries of the split's images (every circle,
+every red object, every red circle; remamber.train.queries) per kind, which says whether the model
+tells shapes apart at all. --ceiling scores the training targets themselves instead of a checkpoint: the true masks resized to
 the resolution and back, which bounds what any model can score there.
 """
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 def measure(checkpoint: Path, data: Path, split: str, resolution: int, limit: int | None = None,
             preset: str = "tiny", variant: str = "conv", dataset: str = "refcoco", batch_size: int = 8,
-            by_kind: bool = False, by_outcome: bool = False, by_word: bool = False) -> dict:
+            by_kind: bool = False, by_outcome: bool = False, by_word: bool = False, queries: bool = False) -> dict:
     from ..checkpoint import load_checkpoint
     from ..data.refcoco import RefDataset
     from ..model import build_model
@@ -38,8 +40,13 @@ def measure(checkpoint: Path, data: Path, split: str, resolution: int, limit: in
     refs = RefDataset(data, dataset)
     tensors = load_split(refs, split, resolution, limit=limit)
     labeller = outcome_labeller(refs.samples(split, limit=limit), refs, by_word) if by_outcome or by_word else None
-    return evaluate(model, tensors, batch_size=batch_size, group_of=sentence_kind if by_kind else None,
-                    outcome_of=labeller)
+    result = evaluate(model, tensors, batch_size=batch_size, group_of=sentence_kind if by_kind else None,
+                      outcome_of=labeller)
+    if queries:
+        from .queries import build_queries, score_queries
+
+        result["queries"] = score_queries(model, tensors, build_queries(refs, tensors), batch_size=batch_size)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m remamber.train.measure", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--queries", action="store_true",
+                        help="also score the attribute queries of the split's images (synthetic data: 'the circle', "
+                             "'the red shape', 'the red circle'; every matching object) per kind, on the resolution's grid")
     parser.add_argument("--ceiling", action="store_true",
                         help="score the true masks at --resolution (resized there and back) instead of a checkpoint")
     parser.add_argument("--mask-resize", choices=("nearest", "area"), default="nearest",
@@ -81,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         return 0
     result = measure(args.checkpoint, args.data, args.split, args.resolution, args.limit, args.preset, args.variant,
-                     by_kind=args.by_kind, by_outcome=args.by_outcome, by_word=args.by_word)
+                     by_kind=args.by_kind, by_outcome=args.by_outcome, by_word=args.by_word, queries=args.queries)
     json.dump(result, sys.stdout)
     print()
     return 0

@@ -75,3 +75,47 @@ def build_queries(dataset, split_tensors) -> AttributeQueries:
     ids, attention = tokenizer.tokenize(sentences)
     return AttributeQueries(image_index=torch.tensor(image_index, dtype=torch.long), masks=torch.stack(masks),
                             input_ids=ids, attention_mask=attention, sentences=sentences)
+
+
+QUERY_KINDS = ("shape", "colour", "colour and shape")
+
+
+def query_kind(phrase: str) -> str:
+    """"the circle" -> shape, "the red shape" -> colour, "the red circle" -> colour and shape."""
+    words = phrase.split()[1:]
+    if words[-1] == "shape":
+        return "colour"
+    return "colour and shape" if len(words) == 2 else "shape"
+
+
+def score_queries(model, split_tensors, queries: AttributeQueries, limit: int | None = None,
+                  batch_size: int = 16) -> dict:
+    """{kind: {"oIoU", "mIoU", "n"}} of ``model`` on the first ``limit`` queries, per QUERY_KINDS.
+
+    Scored on the S x S grid against the resized targets (logits > 0), not at the ground-truth size:
+    this asks whether the network tells shapes (or colours) apart, which the shape-only queries
+    isolate: the grammar's sentences mix both."""
+    from ..bench.eval_metrics import intersection_union, summarize
+
+    n = len(queries) if limit is None else min(limit, len(queries))
+    pairs: dict[str, list] = {k: [] for k in QUERY_KINDS}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                idx = torch.arange(start, min(n, start + batch_size))
+                logits = model(split_tensors.images[queries.image_index[idx]], queries.input_ids[idx],
+                               queries.attention_mask[idx])
+                for j, i in enumerate(idx.tolist()):
+                    pred = (logits[j, 0] > 0).numpy()
+                    pairs[query_kind(queries.sentences[i])].append(
+                        intersection_union(pred, queries.masks[i, 0].numpy().astype(bool)))
+    finally:
+        model.train(was_training)
+    out = {}
+    for kind, kind_pairs in pairs.items():
+        if kind_pairs:
+            summary = summarize(kind_pairs)
+            out[kind] = {"oIoU": summary["oiou"], "mIoU": summary["miou"], "n": summary["sentences"]}
+    return out
