@@ -203,4 +203,5 @@ def test_score_queries_oracle_and_every_object(data):
         inter = sum(float(queries.masks[i].sum()) for i in rows)
         union = sum(float(every[int(queries.image_index[i])].sum()) for i in rows)
         assert scores[kind]["n"] == len(rows) and scores[kind]["oIoU"] == pytest.approx(inter / union)
+        assert scores[kind]["every_object_oIoU"] == pytest.approx(inter / union)
     assert scores["shape"]["oIoU"] < 1.0

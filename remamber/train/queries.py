@@ -25,13 +25,15 @@ from ..errors import InputError
 
 @dataclass
 class AttributeQueries:
-    """Queries of one split in memory: image_index into the split's images, masks (n, 1, S, S) uint8."""
+    """Queries of one split in memory: image_index into the split's images, masks (n, 1, S, S) uint8;
+    every_object (I, 1, S, S) uint8: per image of the split, all its objects (the text-blind answer)."""
 
     image_index: torch.Tensor
     masks: torch.Tensor
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     sentences: list[str]
+    every_object: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.image_index.shape[0])
@@ -59,7 +61,7 @@ def build_queries(dataset, split_tensors) -> AttributeQueries:
                          f"{dataset.root} has {', '.join(map(str, names.values())) or 'none'}. Leave the option out "
                          "for other datasets")
     S = split_tensors.resolution
-    image_index, masks, sentences = [], [], []
+    image_index, masks, sentences, every_object = [], [], [], []
     for slot, image_id in enumerate(split_tensors.image_ids):
         pixels = np.asarray(dataset.image(image_id).convert("RGB"))
         ann_masks, objects = [], []
@@ -67,6 +69,7 @@ def build_queries(dataset, split_tensors) -> AttributeQueries:
             mask = dataset.mask(ann_id)
             ann_masks.append(mask)
             objects.append((names[dataset.annotations[ann_id]["category_id"]], object_colour(pixels, mask)))
+        every_object.append(resize_mask(np.logical_or.reduce(ann_masks), S, split_tensors.mask_resize))
         for phrase, members in image_queries(objects).items():
             union = np.logical_or.reduce([ann_masks[i] for i in members])
             masks.append(resize_mask(union, S, split_tensors.mask_resize))
@@ -74,7 +77,8 @@ def build_queries(dataset, split_tensors) -> AttributeQueries:
             sentences.append(phrase)
     ids, attention = tokenizer.tokenize(sentences)
     return AttributeQueries(image_index=torch.tensor(image_index, dtype=torch.long), masks=torch.stack(masks),
-                            input_ids=ids, attention_mask=attention, sentences=sentences)
+                            input_ids=ids, attention_mask=attention, sentences=sentences,
+                            every_object=torch.stack(every_object))
 
 
 QUERY_KINDS = ("shape", "colour", "colour and shape")
@@ -90,7 +94,9 @@ def query_kind(phrase: str) -> str:
 
 def score_queries(model, split_tensors, queries: AttributeQueries, limit: int | None = None,
                   batch_size: int = 16) -> dict:
-    """{kind: {"oIoU", "mIoU", "n"}} of ``model`` on the first ``limit`` queries, per QUERY_KINDS.
+    """{kind: {"oIoU", "mIoU", "n", "every_object_oIoU"}} of ``model`` on the first ``limit`` queries,
+    per QUERY_KINDS. every_object_oIoU is the score of marking every object of the image: a model that
+    cannot tell the kind's words apart scores about that.
 
     Scored on the S x S grid against the resized targets (logits > 0), not at the ground-truth size:
     this asks whether the network tells shapes (or colours) apart, which the shape-only queries
@@ -99,6 +105,7 @@ def score_queries(model, split_tensors, queries: AttributeQueries, limit: int | 
 
     n = len(queries) if limit is None else min(limit, len(queries))
     pairs: dict[str, list] = {k: [] for k in QUERY_KINDS}
+    blind: dict[str, list] = {k: [] for k in QUERY_KINDS}
     was_training = model.training
     model.eval()
     try:
@@ -109,13 +116,17 @@ def score_queries(model, split_tensors, queries: AttributeQueries, limit: int | 
                                queries.attention_mask[idx])
                 for j, i in enumerate(idx.tolist()):
                     pred = (logits[j, 0] > 0).numpy()
-                    pairs[query_kind(queries.sentences[i])].append(
-                        intersection_union(pred, queries.masks[i, 0].numpy().astype(bool)))
+                    target = queries.masks[i, 0].numpy().astype(bool)
+                    kind = query_kind(queries.sentences[i])
+                    pairs[kind].append(intersection_union(pred, target))
+                    every = queries.every_object[int(queries.image_index[i]), 0].numpy().astype(bool)
+                    blind[kind].append(intersection_union(every, target))
     finally:
         model.train(was_training)
     out = {}
     for kind, kind_pairs in pairs.items():
         if kind_pairs:
             summary = summarize(kind_pairs)
-            out[kind] = {"oIoU": summary["oiou"], "mIoU": summary["miou"], "n": summary["sentences"]}
+            out[kind] = {"oIoU": summary["oiou"], "mIoU": summary["miou"], "n": summary["sentences"],
+                         "every_object_oIoU": summarize(blind[kind])["oiou"]}
     return out
