@@ -180,7 +180,8 @@ def _run_with_backend(args) -> int:
         preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, seed=args.seed,
         text_encoder_lr_mult=args.text_encoder_lr_mult, sentences_per_image=args.sentences_per_image,
-        attribute_queries=args.attribute_queries, mask_resize=args.mask_resize, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
+        attribute_queries=args.attribute_queries, mask_resize=args.mask_resize,
+        log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
     result = train(config, train_split, val_split, out, resume=args.resume, queries=queries)

@@ -132,8 +132,8 @@ def evaluate(model, split, batch_size: int = 16, limit: int | None = None,
 def ceiling(split, limit: int | None = None) -> dict:
     """{"oIoU", "mIoU", "n"} of the training targets themselves: each sentence's mask at the split's
     resolution (resized as the split was loaded for training: SplitTensors.mask_resize) scored like a
-    prediction. No mask at
-    that resolution scores much above it, so it says what a target such as 0.8 oIoU asks of the model."""
+    prediction. No mask at that resolution scores much above it, so it says what a target such as
+    0.8 oIoU asks of the model."""
     from ..bench.eval_metrics import intersection_union, predicted_mask, summarize
 
     n = len(split) if limit is None else min(limit, len(split))

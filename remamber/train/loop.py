@@ -203,7 +203,7 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     if config.sentences_per_image != 1:
         grouped = GroupedBatches(train_split.image_index, train_split.mask_index, config.batch_size,
                                  config.sentences_per_image)
-    if getattr(train_split, "mask_resize", "nearest") != config.mask_resize:
+    if train_split.mask_resize != config.mask_resize:
         raise ValueError(f"the train split's targets were resized with {train_split.mask_resize!r}, "
                          f"the config says {config.mask_resize!r}")
     n_queries = config.query_slots()

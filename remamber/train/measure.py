@@ -13,8 +13,9 @@ objects have the colour and shape the sentence names for the target ("outcome_de
 of the file takes), so this also checks that the exported file loads.
 --queries adds "queries": oIoU/mIoU on the attribute queries of the split's images (every circle,
 every red object, every red circle; remamber.train.queries) per kind, which says whether the model
-tells shapes apart at all. --ceiling scores the training targets themselves instead of a checkpoint: the true masks resized to
-the resolution and back, which bounds what any model can score there.
+tells shapes apart at all. --ceiling scores the training targets themselves instead of a
+checkpoint: the true masks resized to the resolution and back, which bounds what any model can
+score there.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def measure(checkpoint: Path, data: Path, split: str, resolution: int, limit: in
 def main(argv: list[str] | None = None) -> int:
     import torch
 
+    from .data import MASK_RESIZES
+
     parser = argparse.ArgumentParser(prog="python -m remamber.train.measure", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--queries", action="store_true",
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                              "'the red shape', 'the red circle'; every matching object) per kind, on the resolution's grid")
     parser.add_argument("--ceiling", action="store_true",
                         help="score the true masks at --resolution (resized there and back) instead of a checkpoint")
-    parser.add_argument("--mask-resize", choices=("nearest", "area"), default="nearest",
+    parser.add_argument("--mask-resize", choices=MASK_RESIZES, default="nearest",
                         help="with --ceiling: how the masks are resized to --resolution (as train --mask-resize)")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--split", default="val")

@@ -92,10 +92,8 @@ def query_kind(phrase: str) -> str:
     return "colour and shape" if len(words) == 2 else "shape"
 
 
-def score_queries(model, split_tensors, queries: AttributeQueries, limit: int | None = None,
-                  batch_size: int = 16) -> dict:
-    """{kind: {"oIoU", "mIoU", "n", "every_object_oIoU"}} of ``model`` on the first ``limit`` queries,
-    per QUERY_KINDS. every_object_oIoU is the score of marking every object of the image: a model that
+def score_queries(model, split_tensors, queries: AttributeQueries, batch_size: int = 16) -> dict:
+    """{kind: {"oIoU", "mIoU", "n", "every_object_oIoU"}} of ``model`` on the queries, per QUERY_KINDS. every_object_oIoU is the score of marking every object of the image: a model that
     cannot tell the kind's words apart scores about that.
 
     Scored on the S x S grid against the resized targets (logits > 0), not at the ground-truth size:
@@ -103,7 +101,7 @@ def score_queries(model, split_tensors, queries: AttributeQueries, limit: int | 
     isolate: the grammar's sentences mix both."""
     from ..bench.eval_metrics import intersection_union, summarize
 
-    n = len(queries) if limit is None else min(limit, len(queries))
+    n = len(queries)
     pairs: dict[str, list] = {k: [] for k in QUERY_KINDS}
     blind: dict[str, list] = {k: [] for k in QUERY_KINDS}
     was_training = model.training
