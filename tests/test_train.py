@@ -121,8 +121,8 @@ def _stop_at(train_split, out, stop):
     class Stop(Exception):
         pass
 
-    def save_then_stop(path, model, optimizer, scheduler, step, config):
-        original(path, model, optimizer, scheduler, step, config)
+    def save_then_stop(path, model, optimizer, scheduler, step, config, heads=None):
+        original(path, model, optimizer, scheduler, step, config, heads)
         if step == stop:
             raise Stop
 
@@ -295,7 +295,7 @@ def test_outcome_names_what_the_mask_picked():
 def test_text_encoder_lr_mult_gives_the_text_encoder_its_own_group():
     from remamber.train.loop import TEXT_ENCODER_PREFIX, TrainConfig, build
 
-    model, optimizer, scheduler = build(TrainConfig(steps=10, warmup=2, lr=1e-3, text_encoder_lr_mult=5.0))
+    model, optimizer, scheduler, _ = build(TrainConfig(steps=10, warmup=2, lr=1e-3, text_encoder_lr_mult=5.0))
     assert len(optimizer.param_groups) == 2
     rest, text = optimizer.param_groups
     assert text["lr"] == pytest.approx(5 * rest["lr"])
@@ -306,7 +306,7 @@ def test_text_encoder_lr_mult_gives_the_text_encoder_its_own_group():
     scheduler.step()
     assert text["lr"] == pytest.approx(5 * rest["lr"])  # the schedule scales both groups alike
     # default: one group, as before the option (old checkpoints resume)
-    _, plain, _ = build(TrainConfig(steps=10, warmup=2))
+    _, plain, _, _ = build(TrainConfig(steps=10, warmup=2))
     assert len(plain.param_groups) == 1
 
 

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from remamber.errors import InputError
 
+from _synthetic_helpers import generator_scenes, small_shapes_split
+
 RES = 64
 SEED = 1
 IMAGES = 6
@@ -23,15 +25,9 @@ IMAGES = 6
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from remamber.data.refcoco import RefDataset
-    from remamber.data.synthetic import generate
-    from remamber.train.data import load_split
     from remamber.train.queries import build_queries
 
-    root = tmp_path_factory.mktemp("query-data")
-    generate(root, images=IMAGES, seed=SEED)
-    dataset = RefDataset(root)
-    split = load_split(dataset, "train", RES)
+    root, dataset, split = small_shapes_split(tmp_path_factory, "query-data", IMAGES, SEED, RES)
     return root, dataset, split, build_queries(dataset, split)
 
 
@@ -43,22 +39,9 @@ def test_image_queries_select_every_matching_object():
                      "the blue shape": [1], "the blue circle": [1], "the square": [2], "the red square": [2]}
 
 
-def _generator_scenes():
-    """(shape, colour) of each object of each image, replayed from the generator's seeded scenes."""
-    from remamber.data.synthetic import IMAGE_SIZES, make_scene
-
-    scenes = {}
-    for index in range(IMAGES):
-        rng = np.random.default_rng([SEED, index])
-        width, height = IMAGE_SIZES[int(rng.integers(len(IMAGE_SIZES)))]
-        shapes, _ = make_scene(rng, width, height)
-        scenes[index + 1] = [(s.shape, s.colour) for s in shapes]
-    return scenes
-
-
 def test_queries_are_unions_of_the_objects_the_generator_drew_with_those_words(data):
     _, dataset, split, queries = data
-    scenes = _generator_scenes()
+    scenes = generator_scenes(SEED, IMAGES)
     assert split.image_ids and len(queries) > 0
     largest = 0
     for slot, image_id in enumerate(split.image_ids):

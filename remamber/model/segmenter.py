@@ -36,11 +36,16 @@ class ReMamber(nn.Module):
         return self._encode(image, input_ids, attention_mask)[0]
 
     def forward(self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.forward_and_features(image, input_ids, attention_mask)[0]
+
+    def forward_and_features(self, image, input_ids, attention_mask) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(logits, the four stage outputs) from one pass: training's auxiliary targets read the
+        features the logits were computed from (remamber/train/objects.py)."""
         feats, l_feats = self._encode(image, input_ids, attention_mask)
         logits = self.decoder(feats[::-1], l_feats)
         # BaseSegmenter's final resize to the input size (bilinear, align_corners=True) is an
         # exact identity here: both decoders already return S x S.
-        return logits.float()
+        return logits.float(), feats
 
     def _encode(self, image, input_ids, attention_mask):
         validate_inputs(image, input_ids, attention_mask, self.config.num_tokens)

@@ -54,6 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how true masks become training targets at --resolution: nearest (the official "
                              "transform) or area (each cell takes the majority of the pixels it covers; scores higher "
                              "when the resolution is far below the images', docs/TRAINING.md)")
+    parser.add_argument("--object-shape-loss", type=float_type("--object-shape-loss", minimum=0, maximum=100.0),
+                        default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x an auxiliary loss: a linear head names the shape of every object of the "
+                             "synthetic dataset's images from the stage-1/2 features averaged over its mask "
+                             "(not part of the official loss; the head is not exported; docs/TRAINING.md); "
+                             "0 (default): the official loss alone")
+    parser.add_argument("--pixel-shape-loss", type=float_type("--pixel-shape-loss", minimum=0, maximum=100.0),
+                        default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x an auxiliary loss: a 1x1 convolution names, at every stage-1/2 feature cell "
+                             "that an object of the synthetic dataset covers, that object's shape (not part of the "
+                             "official loss; the head is not exported); 0 (default): off")
     parser.add_argument("--weight-decay", type=float_type("--weight-decay", minimum=0), default=1e-4)
     parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**31 - 1), default=0,
                         help="model initialisation and batch order")
@@ -176,15 +187,22 @@ def _run_with_backend(args) -> int:
 
         queries = build_queries(dataset, train_split)
         print(f"attribute queries: {len(queries)} on {train_split.images.shape[0]} images")
+    objects = None
+    if args.object_shape_loss or args.pixel_shape_loss:
+        from .objects import build_object_shapes
+
+        objects = build_object_shapes(dataset, train_split)
+        print(f"shape losses (object {args.object_shape_loss:g}, pixel {args.pixel_shape_loss:g}): {len(objects)} "
+              f"objects on {train_split.images.shape[0]} images")
     config = TrainConfig(
         preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, seed=args.seed,
         text_encoder_lr_mult=args.text_encoder_lr_mult, sentences_per_image=args.sentences_per_image,
         attribute_queries=args.attribute_queries, mask_resize=args.mask_resize,
-        log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
+        object_shape_loss=args.object_shape_loss, pixel_shape_loss=args.pixel_shape_loss, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
-    result = train(config, train_split, val_split, out, resume=args.resume, queries=queries)
+    result = train(config, train_split, val_split, out, resume=args.resume, queries=queries, objects=objects)
     model = result["model"]
     metrics = {}
     for split in [s.strip() for s in args.final_splits.split(",") if s.strip()]:
@@ -206,6 +224,7 @@ def _run_with_backend(args) -> int:
                      "text_encoder_lr_mult": args.text_encoder_lr_mult,
                      "sentences_per_image": args.sentences_per_image,
                      "attribute_queries": args.attribute_queries, "mask_resize": args.mask_resize,
+                     "object_shape_loss": args.object_shape_loss, "pixel_shape_loss": args.pixel_shape_loss,
                      "weight_decay": args.weight_decay, "threads": args.threads,
                      "scan_backend": ops_backend_name(),
                      "wall_s": round(wall, 1), "machine": _machine(), "torch": str(torch.__version__),

@@ -22,6 +22,7 @@ import torch
 from ..atomic import write_text_atomic
 from .evaluate import evaluate
 from .loss import segmentation_loss
+from .objects import object_shape_loss, pixel_shape_loss
 from .schedule import build_scheduler
 from .state import CHECKPOINT_NAME, load_training_state, save_training_state
 
@@ -30,6 +31,8 @@ TEXT_ENCODER_PREFIX = "text_encoder."
 # Seed offset between batch_indices streams. torch's CPU generator keeps only the low 32 bits of a
 # seed (2**32 + s gives the same numbers as s), so the offset must change those bits.
 STREAM_OFFSET = 0x9E3779B9
+SHAPE_HEAD = "shape_head"
+PIXEL_SHAPE_HEAD = "pixel_shape_head"
 CSV_FIELDS = ("step", "loss", "lr", "val_oIoU", "val_mIoU", "val_n", "elapsed_s")
 
 
@@ -62,6 +65,12 @@ class TrainConfig:
     # How masks become S x S targets (remamber.train.data.resize_mask): "nearest" (official) or "area".
     # The loop does not resize; the split passed to train() must have been loaded this way (checked).
     mask_resize: str = "nearest"
+    # Weight of the object-shape auxiliary loss (remamber/train/objects.py; 0: the official loss alone).
+    # Why: the segmentation loss never teaches the randomly initialised backbone to tell shapes apart,
+    # while a per-object shape target does so within a few hundred steps (docs/TRAINING.md).
+    object_shape_loss: float = 0.0
+    # Weight of the per-cell shape auxiliary loss (objects.pixel_shape_loss; 0: off). Also not official.
+    pixel_shape_loss: float = 0.0
     seed: int = 0
     log_every: int = 10
     eval_every: int = 200
@@ -81,6 +90,10 @@ class TrainConfig:
             d["attribute_queries"] = self.attribute_queries
         if self.mask_resize != "nearest":
             d["mask_resize"] = self.mask_resize
+        if self.object_shape_loss:
+            d["object_shape_loss"] = self.object_shape_loss
+        if self.pixel_shape_loss:
+            d["pixel_shape_loss"] = self.pixel_shape_loss
         return d
 
     def query_slots(self) -> int:
@@ -135,19 +148,32 @@ class GroupedBatches:
 
 
 def build(config: TrainConfig):
+    """(model, optimizer, scheduler, heads): heads holds the training-only modules by name (the shape
+    heads of config.object_shape_loss and pixel_shape_loss), trained by the same optimizer."""
     from ..model import build_model
+    from .objects import build_pixel_shape_head, build_shape_head
 
     model = build_model(config.variant, config.preset, seed=config.seed).train()
-    if config.text_encoder_lr_mult == 1.0:  # one group, as runs before the option (resumable)
+    heads = {}
+    if config.object_shape_loss:
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            heads[SHAPE_HEAD] = build_shape_head(model).train()
+    if config.pixel_shape_loss:
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            heads[PIXEL_SHAPE_HEAD] = build_pixel_shape_head(model).train()
+    if config.text_encoder_lr_mult == 1.0 and not heads:  # one group, as runs before the options (resumable)
         groups = model.parameters()
     else:
         named = list(model.named_parameters())
         groups = [{"params": [p for n, p in named if not n.startswith(TEXT_ENCODER_PREFIX)], "lr": config.lr},
                   {"params": [p for n, p in named if n.startswith(TEXT_ENCODER_PREFIX)],
                    "lr": config.lr * config.text_encoder_lr_mult}]
+        groups += [{"params": list(head.parameters()), "lr": config.lr} for head in heads.values()]
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = build_scheduler(optimizer, config.steps, config.warmup, config.min_lr_ratio)
-    return model, optimizer, scheduler
+    return model, optimizer, scheduler, heads
 
 
 class MetricsLog:
@@ -182,18 +208,21 @@ class MetricsLog:
 
 
 def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path | None = None,
-          say=print, queries=None) -> dict:
-    """Run the steps; returns {"model", "losses", "step", "wall_s", "last_eval"}. ``queries``
-    (remamber.train.queries.AttributeQueries of the train split) is needed when
-    config.attribute_queries is set."""
+          say=print, queries=None, objects=None) -> dict:
+    """Run the steps; returns {"model", "losses", "step", "wall_s", "last_eval"} ("losses": the
+    segmentation loss of each step). ``queries`` (remamber.train.queries.AttributeQueries of the train
+    split) is needed when config.attribute_queries is set, ``objects``
+    (remamber.train.objects.ObjectShapes of the train split) when either shape loss is set."""
     from tqdm import tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, optimizer, scheduler = build(config)
+    model, optimizer, scheduler, heads = build(config)
+    if heads and (objects is None or not len(objects)):
+        raise ValueError("config.object_shape_loss or pixel_shape_loss is set but no object shapes were given")
     start = 0
     if resume is not None:
-        start = load_training_state(resume, model, optimizer, scheduler, config.as_dict())
+        start = load_training_state(resume, model, optimizer, scheduler, config.as_dict(), heads)
         say(f"resumed from {resume} at step {start}")
     log = MetricsLog(out, start if resume is not None else None)
     losses: list[float] = []
@@ -213,6 +242,11 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
         raise ValueError("attribute queries and sentences_per_image > 1 do not combine")
     began = time.perf_counter()
     window: list[float] = []
+    # per head: (cross-entropy, accuracy) of the steps since the last logged row
+    aux_windows: dict[str, list[tuple[float, float]]] = {name: [] for name in heads}
+    aux_terms = [(name, weight, fn) for name, weight, fn in
+                 ((SHAPE_HEAD, config.object_shape_loss, object_shape_loss),
+                  (PIXEL_SHAPE_HEAD, config.pixel_shape_loss, pixel_shape_loss)) if name in heads]
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not config.progress,
                dynamic_ncols=True)
     try:
@@ -222,14 +256,24 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
             else:
                 idx = grouped(config.seed, step)
             images, ids, attention, masks = train_split.batch(idx)
+            sample_images = train_split.image_index[idx]
             if n_queries:
                 q = batch_indices(len(queries), n_queries, config.seed, step, stream=1)
+                sample_images = torch.cat([sample_images, queries.image_index[q]])
                 images = torch.cat([images, train_split.images[queries.image_index[q]]])
                 ids = torch.cat([ids, queries.input_ids[q]])
                 attention = torch.cat([attention, queries.attention_mask[q]])
                 masks = torch.cat([masks, queries.masks[q].float()])
-            logits = model(images, ids, attention)
-            loss = segmentation_loss(logits, masks)
+            if heads:
+                logits, feats = model.forward_and_features(images, ids, attention)
+            else:
+                logits = model(images, ids, attention)
+            segmentation = segmentation_loss(logits, masks)
+            loss = segmentation
+            for name, weight, term in aux_terms:
+                ce, accuracy = term(heads[name], feats, sample_images, objects)
+                loss = loss + weight * ce
+                aux_windows[name].append((float(ce.item()), float(accuracy.item())))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
@@ -237,7 +281,7 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
-            value = float(loss.item())
+            value = float(segmentation.item())
             losses.append(value)
             window.append(value)
             done = step + 1
@@ -251,12 +295,18 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
             if done % config.log_every == 0 or evaluated or done == config.steps:
                 row = {"step": done, "loss": sum(window) / len(window), "lr": lr,
                        "elapsed_s": round(time.perf_counter() - began, 2)}
+                for name, values in aux_windows.items():
+                    if values:
+                        prefix = name.removesuffix("_head")  # shape_loss / shape_acc, pixel_shape_...
+                        row[f"{prefix}_loss"] = sum(c for c, _ in values) / len(values)
+                        row[f"{prefix}_acc"] = sum(a for _, a in values) / len(values)
+                        values.clear()
                 if evaluated:
                     row.update(val_oIoU=last_eval["oIoU"], val_mIoU=last_eval["mIoU"], val_n=last_eval["n"])
                 log.add(row)
                 window = []
             if done % config.checkpoint_every == 0 or done == config.steps:
-                save_training_state(out / CHECKPOINT_NAME, model, optimizer, scheduler, done, config.as_dict())
+                save_training_state(out / CHECKPOINT_NAME, model, optimizer, scheduler, done, config.as_dict(), heads)
     finally:
         bar.close()
     model.eval()

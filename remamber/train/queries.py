@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import InputError
 
 
 @dataclass
@@ -52,23 +51,16 @@ def image_queries(objects: list[tuple[str, str]]) -> dict[str, list[int]]:
 def build_queries(dataset, split_tensors) -> AttributeQueries:
     """The attribute queries of every image of ``split_tensors`` (a SplitTensors of ``dataset``)."""
     from .. import tokenizer
-    from ..data.synthetic import SHAPES, object_colour
+    from ..data.synthetic import object_colour
     from .data import resize_mask
+    from .objects import image_objects, require_shapes_dataset
 
-    names = dataset.categories
-    if sorted(map(str, names.values())) != sorted(SHAPES):
-        raise InputError(f"--attribute-queries needs the synthetic shapes dataset (categories {', '.join(SHAPES)}); "
-                         f"{dataset.root} has {', '.join(map(str, names.values())) or 'none'}. Leave the option out "
-                         "for other datasets")
+    names = require_shapes_dataset(dataset, "--attribute-queries")
     S = split_tensors.resolution
     image_index, masks, sentences, every_object = [], [], [], []
     for slot, image_id in enumerate(split_tensors.image_ids):
-        pixels = np.asarray(dataset.image(image_id).convert("RGB"))
-        ann_masks, objects = [], []
-        for ann_id in dataset.image_annotations(image_id):
-            mask = dataset.mask(ann_id)
-            ann_masks.append(mask)
-            objects.append((names[dataset.annotations[ann_id]["category_id"]], object_colour(pixels, mask)))
+        ann_masks, shapes, pixels = image_objects(dataset, image_id, names)
+        objects = [(shape, object_colour(pixels, mask)) for shape, mask in zip(shapes, ann_masks)]
         every_object.append(resize_mask(np.logical_or.reduce(ann_masks), S, split_tensors.mask_resize))
         for phrase, members in image_queries(objects).items():
             union = np.logical_or.reduce([ann_masks[i] for i in members])

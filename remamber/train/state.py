@@ -22,10 +22,13 @@ EXPORT_NAME = "model_fp16.pth"
 # schedule depends on the total).
 TRAJECTORY_KEYS = ("preset", "variant", "resolution", "batch_size", "steps", "lr", "warmup", "weight_decay",
                    "seed", "min_lr_ratio", "text_encoder_lr_mult", "sentences_per_image",
-                   "attribute_queries", "mask_resize")
+                   "attribute_queries", "mask_resize", "object_shape_loss",
+                   "pixel_shape_loss")
 
 
-def save_training_state(path: Path, model, optimizer, scheduler, step: int, config: dict) -> Path:
+def save_training_state(path: Path, model, optimizer, scheduler, step: int, config: dict,
+                        heads: dict | None = None) -> Path:
+    """``heads``: training-only modules by name (the object-shape head), kept under "heads"."""
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -34,14 +37,17 @@ def save_training_state(path: Path, model, optimizer, scheduler, step: int, conf
         "rng": {"torch": torch.get_rng_state()},
         "config": dict(config),
     }
+    if heads:
+        state["heads"] = {name: module.state_dict() for name, module in heads.items()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return Path(path)
 
 
-def load_training_state(path: Path, model, optimizer, scheduler, config: dict) -> int:
-    """Restore everything from ``path``; returns the step to continue from. Refuses a checkpoint of
-    another run (different trajectory options) with the differing options named."""
+def load_training_state(path: Path, model, optimizer, scheduler, config: dict, heads: dict | None = None) -> int:
+    """Restore everything from ``path`` (and the training-only ``heads`` saved with it); returns the
+    step to continue from. Refuses a checkpoint of another run (different trajectory options) with the
+    differing options named."""
     if not Path(path).is_file():
         raise InputError(f"--resume {path}: no such checkpoint file; pass the {CHECKPOINT_NAME} a previous run wrote")
     try:
@@ -58,6 +64,10 @@ def load_training_state(path: Path, model, optimizer, scheduler, config: dict) -
         raise InputError(f"--resume {path} was written with other training options ({'; '.join(diff)}); "
                          "resume with the same options, or start a new run in another --out folder")
     model.load_state_dict(state["model"])
+    for name, module in (heads or {}).items():
+        if name not in state.get("heads", {}):
+            raise InputError(f"--resume {path} has no {name} weights; it was written by a run without it")
+        module.load_state_dict(state["heads"][name])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if "rng" in state:

@@ -1,0 +1,183 @@
+"""The object-shape auxiliary target: every object of a training image, its mask and its shape, and
+the loss that asks the early stage features to tell the shapes apart.
+
+Why: trained from random weights with the segmentation loss alone, the network learns to pick objects
+by colour (which its first features carry from the start) and never by shape, on the grammar's
+sentences or on attribute queries alike (docs/TRAINING.md, "What holds the demo checkpoint back").
+The same backbone learns shape within a few hundred steps when told directly which object is which
+shape: its stage features averaged over each object's mask, a linear layer and cross-entropy. With
+``train --object-shape-loss W`` that term is added, times W, to the segmentation loss of every step.
+This is not part of the official loss; the head is a training-only module and never enters the
+exported weights.
+
+It needs the synthetic dataset's meaning of an annotation: its category is its shape
+(remamber.data.synthetic.SHAPES).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import InputError
+
+# Stage outputs (after their Twisters) that the shape head reads: the two finest. At 96 px an object is
+# 14-40 px across, so stage 3 (S/16) and 4 (S/32) hold it in one or two cells.
+SHAPE_STAGES = (0, 1)
+
+
+def require_shapes_dataset(dataset, option: str) -> dict:
+    """The dataset's category names (id -> name); refuses a dataset whose categories are not the
+    synthetic shapes, naming ``option`` as the thing to leave out."""
+    from ..data.synthetic import SHAPES
+
+    names = dataset.categories
+    if sorted(map(str, names.values())) != sorted(SHAPES):
+        raise InputError(f"{option} needs the synthetic shapes dataset (categories {', '.join(SHAPES)}); "
+                         f"{dataset.root} has {', '.join(map(str, names.values())) or 'none'}. Leave the option out "
+                         "for other datasets")
+    return names
+
+
+def image_objects(dataset, image_id: int, names: dict) -> tuple[list[np.ndarray], list[str], np.ndarray]:
+    """(masks at the image's size, shape names, RGB pixels) of every annotated object of an image."""
+    pixels = np.asarray(dataset.image(image_id).convert("RGB"))
+    masks, shapes = [], []
+    for ann_id in dataset.image_annotations(image_id):
+        masks.append(dataset.mask(ann_id))
+        shapes.append(str(names[dataset.annotations[ann_id]["category_id"]]))
+    return masks, shapes, pixels
+
+
+@dataclass
+class ObjectShapes:
+    """Every object of one split's images. image_index (n,) into the split's images; weights (n, 1, S, S)
+    float16: the share of each target cell the object covers (area resize of its full-size mask);
+    label (n,): index in remamber.data.synthetic.SHAPES; by_image[i]: the objects of image i;
+    cover (I, len(SHAPES), S, S) float16: per image, the share of each cell covered by objects of each shape."""
+
+    image_index: torch.Tensor
+    weights: torch.Tensor
+    label: torch.Tensor
+    by_image: list[torch.Tensor]
+    cover: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.image_index.shape[0])
+
+    def of_samples(self, sample_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a batch whose sample b shows image sample_images[b]: (sample of each object, object index)."""
+        parts = [self.by_image[int(r)] for r in sample_images.tolist()]
+        sample = torch.cat([torch.full((len(p),), b, dtype=torch.long) for b, p in enumerate(parts)])
+        return sample, torch.cat(parts)
+
+
+def build_object_shapes(dataset, split_tensors) -> ObjectShapes:
+    """The objects of every image of ``split_tensors`` (a SplitTensors of ``dataset``)."""
+    from ..data.synthetic import SHAPES
+
+    names = require_shapes_dataset(dataset, "--object-shape-loss / --pixel-shape-loss")
+    S = split_tensors.resolution
+    image_index, weights, label, by_image, cover = [], [], [], [], []
+    for slot, image_id in enumerate(split_tensors.image_ids):
+        masks, shapes, _ = image_objects(dataset, image_id, names)
+        first = len(label)
+        image_cover = torch.zeros(len(SHAPES), S, S)
+        for mask, shape in zip(masks, shapes):
+            full = torch.from_numpy(mask.astype(np.float32))[None, None]
+            share = F.interpolate(full, size=(S, S), mode="area")[0]
+            weights.append(share.to(torch.float16))
+            image_cover[SHAPES.index(shape)] += share[0]
+            label.append(SHAPES.index(shape))
+            image_index.append(slot)
+        by_image.append(torch.arange(first, len(label)))
+        cover.append(image_cover.clamp(max=1.0).to(torch.float16))  # overlapping objects: at most the whole cell
+    return ObjectShapes(image_index=torch.tensor(image_index, dtype=torch.long), weights=torch.stack(weights),
+                        label=torch.tensor(label, dtype=torch.long), by_image=by_image, cover=torch.stack(cover))
+
+
+class ShapeHead(nn.Module):
+    """A linear layer from the mask-averaged features of SHAPE_STAGES to the shape logits."""
+
+    def __init__(self, dims: tuple[int, ...], n_shapes: int):
+        super().__init__()
+        self.linear = nn.Linear(sum(dims[s] for s in SHAPE_STAGES), n_shapes)
+
+    def forward(self, feats: list[torch.Tensor], sample: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """feats: the stage outputs of a batch; object o lies in sample[o] with cell weights
+        weights[o] (n, 1, S, S) -> shape logits (n, n_shapes)."""
+        pooled = []
+        for s in SHAPE_STAGES:
+            f = feats[s][sample].float()  # (n, C, h, w)
+            w = F.interpolate(weights.float(), size=f.shape[-2:], mode="area")
+            pooled.append((f * w).sum((2, 3)) / w.sum((2, 3)).clamp_min(1e-6))
+        return self.linear(torch.cat(pooled, 1))
+
+
+def build_shape_head(model) -> ShapeHead:
+    """A seeded head for ``model``'s stage widths (seeded by the caller's torch RNG state)."""
+    from ..data.synthetic import SHAPES
+
+    return ShapeHead(tuple(model.config.dims), len(SHAPES))
+
+
+def object_shape_loss(head: ShapeHead, feats: list[torch.Tensor], sample_images: torch.Tensor,
+                      objects: ObjectShapes) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy, accuracy) of the shape of every object in the batch's images; each sample
+    is scored on its own features (they depend on its sentence through the Twisters)."""
+    sample, obj = objects.of_samples(sample_images)
+    logits = head(feats, sample, objects.weights[obj])
+    target = objects.label[obj]
+    return F.cross_entropy(logits, target), (logits.argmax(1) == target).float().mean()
+
+
+class PixelShapeHead(nn.Module):
+    """A 1x1 convolution per stage of SHAPE_STAGES: the shape of the object under each feature cell."""
+
+    def __init__(self, dims: tuple[int, ...], n_shapes: int):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(dims[s], n_shapes, 1) for s in SHAPE_STAGES)
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [conv(feats[s].float()) for conv, s in zip(self.convs, SHAPE_STAGES)]
+
+
+def build_pixel_shape_head(model) -> PixelShapeHead:
+    from ..data.synthetic import SHAPES
+
+    return PixelShapeHead(tuple(model.config.dims), len(SHAPES))
+
+
+def cell_labels(cover: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, h, w) shape index of the cells of that size that objects cover at least half of, -100
+    (cross-entropy's ignore index) elsewhere; cover: (B, n_shapes, S, S) shares (ObjectShapes.cover)."""
+    shares = F.interpolate(cover.float(), size=size, mode="area")
+    label = shares.argmax(1)
+    label[shares.sum(1) < 0.5] = -100
+    return label
+
+
+def pixel_shape_loss(head: PixelShapeHead, feats: list[torch.Tensor], sample_images: torch.Tensor,
+                     objects: ObjectShapes) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy, accuracy) of the shape named at every object cell, averaged over SHAPE_STAGES.
+    Why per cell: a mask is a per-pixel answer, so every pixel of "the circle" has to know that it lies
+    in a circle, which no local feature of a uniformly coloured interior can tell; the per-object target
+    above only asks that the average over the object knows."""
+    cover = objects.cover[sample_images]
+    losses, correct, counted = [], 0.0, 0
+    for logits in head(feats):
+        label = cell_labels(cover, tuple(logits.shape[-2:]))
+        valid = label >= 0
+        if not bool(valid.any()):
+            continue
+        losses.append(F.cross_entropy(logits, label, ignore_index=-100))
+        correct += float((logits.argmax(1)[valid] == label[valid]).sum())
+        counted += int(valid.sum())
+    if not losses:
+        zero = sum(f.sum() for f in feats) * 0.0  # keeps the graph; no object cell in the batch
+        return zero, torch.tensor(float("nan"))
+    return torch.stack(losses).mean(), torch.tensor(correct / counted)

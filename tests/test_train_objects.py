@@ -1,0 +1,262 @@
+"""The object-shape auxiliary loss (remamber/train/objects.py, train --object-shape-loss): every object
+of every image is listed with the shape the generator drew, its cell weights are the share of each
+cell it covers, the head averages the features over exactly those weights, the loss reaches the
+backbone stages it reads and nothing else, and the head trains and resumes with the run but never
+enters the exported weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from remamber.errors import InputError
+
+from _synthetic_helpers import generator_scenes, small_shapes_split
+
+RES = 64
+SEED = 1
+IMAGES = 6
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from remamber.train.objects import build_object_shapes
+
+    root, dataset, split = small_shapes_split(tmp_path_factory, "object-data", IMAGES, SEED, RES)
+    return root, dataset, split, build_object_shapes(dataset, split)
+
+
+def _stage_features(split):
+    """A seeded tiny model in training mode and its stage features for the first two train images."""
+    from remamber.model import build_model
+
+    model = build_model("conv", "tiny", seed=0).train()
+    rows = torch.tensor([0, 1])
+    _, feats = model.forward_and_features(split.images[rows], split.input_ids[:2], split.attention_mask[:2])
+    return model, feats, rows
+
+
+def _assert_gradient_reaches_the_backbone_and_not_the_decoder(model):
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("backbone.patch_embed"))
+    assert all(g is None or g.abs().sum() == 0 for n, g in grads.items() if n.startswith("decoder."))
+
+
+def test_objects_are_the_generators_with_their_shapes_and_coverage(data):
+    from remamber.data.synthetic import SHAPES
+
+    _, dataset, split, objects = data
+    scenes = {i: [shape for shape, _ in objs] for i, objs in generator_scenes(SEED, IMAGES).items()}
+    assert len(objects) == sum(len(scenes[i]) for i in split.image_ids) > len(split.image_ids)
+    for slot, image_id in enumerate(split.image_ids):
+        mine = objects.by_image[slot]
+        assert torch.equal(objects.image_index[mine], torch.full((len(mine),), slot))
+        assert [SHAPES[int(c)] for c in objects.label[mine]] == scenes[image_id]
+        for o, ann_id in zip(mine.tolist(), dataset.image_annotations(image_id)):
+            mask = dataset.mask(ann_id)
+            h, w = mask.shape
+            weights = objects.weights[o, 0].double().numpy()
+            assert weights.min() >= 0 and weights.max() <= 1
+            # the weights are the covered share of each cell: they add up to the object's area in cells
+            assert weights.sum() == pytest.approx(mask.sum() * RES * RES / (h * w), rel=2e-3)
+        # the per-shape cover of the image is the sum of its objects' shares (at most the whole cell)
+        for k in range(len(SHAPES)):
+            want = sum((objects.weights[o, 0].float() for o in mine.tolist() if int(objects.label[o]) == k),
+                       torch.zeros(RES, RES)).clamp(max=1.0)
+            assert torch.allclose(objects.cover[slot, k].float(), want, atol=2e-3)
+
+
+def test_cell_labels_name_the_shape_covering_most_of_a_cell_and_ignore_the_rest():
+    from remamber.train.objects import cell_labels
+
+    cover = torch.zeros(1, 4, 8, 8)
+    cover[0, 0, 0:4, 0:4] = 1.0         # a circle fills the top-left quarter
+    cover[0, 2, 4:8, 0:1] = 1.0         # a triangle fills a quarter of the bottom-left quarter
+    cover[0, 1, 4:8, 4:7] = 1.0         # a square fills three quarters of the bottom-right one
+    cover[0, 3, 4:8, 7:8] = 1.0         # and a star the rest of it
+    assert cell_labels(cover, (2, 2)).tolist() == [[[0, -100], [-100, 1]]]
+    assert cell_labels(cover, (8, 8))[0, 5].tolist() == [2, -100, -100, -100, 1, 1, 1, 3]
+    cover[0, 2, 4:8, 0:2] = 1.0         # at half of it, the cell counts
+    assert cell_labels(cover, (2, 2))[0, 1, 0] == 2
+
+
+def test_head_averages_each_stage_over_the_objects_cells():
+    from remamber.train.objects import SHAPE_STAGES, ShapeHead
+
+    torch.manual_seed(0)
+    dims = (3, 5, 7, 9)
+    head = ShapeHead(dims, 4)
+    feats = [torch.randn(2, c, 16 // 2 ** i, 16 // 2 ** i) for i, c in enumerate(dims)]
+    weights = torch.zeros(2, 1, 16, 16)
+    weights[0, 0, 0:4, 0:4] = 1.0     # top-left 4x4 block of sample 1
+    weights[1, 0, 8:16, 4:8] = 0.5    # a half-covered strip of sample 0
+    sample = torch.tensor([1, 0])
+    pooled = []
+    for o in range(2):
+        parts = []
+        for s in SHAPE_STAGES:
+            f = feats[s][int(sample[o])].double().numpy()
+            k = 16 // f.shape[-1]
+            w = weights[o, 0].double().numpy().reshape(f.shape[-2], k, f.shape[-1], k).mean((1, 3))
+            parts.append((f * w).sum((1, 2)) / w.sum())
+        pooled.append(np.concatenate(parts))
+    want = np.stack(pooled) @ head.linear.weight.double().detach().numpy().T + head.linear.bias.double().detach().numpy()
+    np.testing.assert_allclose(head(feats, sample, weights).double().detach().numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_shape_loss_reaches_the_stages_it_reads_and_nothing_after(data):
+    from remamber.train.objects import build_shape_head, object_shape_loss
+
+    _, _, split, objects = data
+    model, feats, rows = _stage_features(split)
+    head = build_shape_head(model)
+    loss, accuracy = object_shape_loss(head, feats, rows, objects)
+    assert math.isfinite(loss.item()) and 0 <= accuracy.item() <= 1
+    loss.backward()
+    _assert_gradient_reaches_the_backbone_and_not_the_decoder(model)
+    assert head.linear.weight.grad.abs().sum() > 0
+
+
+def test_pixel_shape_loss_is_the_cross_entropy_of_the_object_cells_and_reaches_the_backbone(data):
+    import torch.nn.functional as F
+
+    from remamber.train.objects import SHAPE_STAGES, build_pixel_shape_head, pixel_shape_loss
+
+    _, _, split, objects = data
+    model, feats, rows = _stage_features(split)
+    head = build_pixel_shape_head(model)
+    loss, accuracy = pixel_shape_loss(head, feats, rows, objects)
+    # independently: per stage, the mean of -log softmax over the cells objects cover at least half of
+    want = []
+    for conv, s in zip(head.convs, SHAPE_STAGES):
+        logp = F.log_softmax(conv(feats[s]).double(), 1).detach().numpy()
+        h, w = logp.shape[-2:]
+        k = RES // h
+        shares = objects.cover[rows].double().numpy().reshape(2, 4, h, k, w, k).mean((3, 5))
+        picked = [-logp[b, shares[b, :, i, j].argmax(), i, j] for b in range(2) for i in range(h) for j in range(w)
+                  if shares[b, :, i, j].sum() >= 0.5]
+        assert picked
+        want.append(np.mean(picked))
+    assert loss.item() == pytest.approx(np.mean(want), rel=1e-5)
+    assert 0 <= accuracy.item() <= 1
+    loss.backward()
+    _assert_gradient_reaches_the_backbone_and_not_the_decoder(model)
+
+
+def test_forward_and_features_gives_the_forward_logits(data):
+    from remamber.model import build_model
+
+    _, _, split, _ = data
+    model = build_model("conv", "tiny", seed=0).eval()
+    args = (split.images[:2], split.input_ids[:2], split.attention_mask[:2])
+    with torch.no_grad():
+        logits, feats = model.forward_and_features(*args)
+        assert torch.equal(logits, model(*args))
+        assert [f.shape[1] for f in feats] == list(model.config.dims)
+
+
+def _config_with(**defaults):
+    def make(**kw):
+        from remamber.train.loop import TrainConfig
+
+        base = dict(resolution=RES, batch_size=2, steps=4, lr=1e-3, warmup=1, seed=3, eval_every=0, eval_limit=4,
+                    checkpoint_every=2, log_every=1, progress=False, **defaults)
+        base.update(kw)
+        return TrainConfig(**base)
+    return make
+
+
+_config = _config_with(object_shape_loss=1.0)
+
+
+@pytest.mark.parametrize("option,head,logged", [("object_shape_loss", "shape_head", "shape"),
+                                                 ("pixel_shape_loss", "pixel_shape_head", "pixel_shape")])
+def test_training_with_a_shape_loss_is_deterministic_resumes_exactly_and_exports_no_head(data, tmp_path, option, head,
+                                                                                       logged):
+    from remamber.model import build_model
+    from remamber.train import loop
+
+    _, _, split, objects = data
+    quiet = dict(say=lambda *_: None, objects=objects)
+    config = _config_with(**{option: 1.0})
+    first = loop.train(config(), split, None, tmp_path / "a", **quiet)
+    second = loop.train(config(), split, None, tmp_path / "b", **quiet)
+    plain = loop.train(config(**{option: 0.0}), split, None, tmp_path / "c", say=lambda *_: None)
+    assert first["losses"] == second["losses"] and all(math.isfinite(v) for v in first["losses"])
+    assert first["losses"][1:] != plain["losses"][1:]  # the extra term changed the trajectory
+    assert first["losses"][0] == plain["losses"][0]  # and "loss" is the segmentation loss alone
+    rows = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r[f"{logged}_loss"]) and 0 <= r[f"{logged}_acc"] <= 1 for r in rows)
+
+    saved = torch.load(tmp_path / "a" / "checkpoint.pth", weights_only=True)
+    assert set(saved["heads"]) == {head}
+    assert set(first["model"].state_dict()) == set(build_model("conv", "tiny", seed=0).state_dict())
+
+    # interrupt after the step-2 checkpoint and resume: the head's state must come back too
+    original = loop.save_training_state
+
+    class Stop(Exception):
+        pass
+
+    def save_then_stop(path, model, optimizer, scheduler, step, config, heads=None):
+        original(path, model, optimizer, scheduler, step, config, heads)
+        if step == 2:
+            raise Stop
+
+    loop.save_training_state = save_then_stop
+    try:
+        with pytest.raises(Stop):
+            loop.train(config(), split, None, tmp_path / "mid", **quiet)
+    finally:
+        loop.save_training_state = original
+    resumed = loop.train(config(), split, None, tmp_path / "mid", resume=tmp_path / "mid" / "checkpoint.pth", **quiet)
+    assert resumed["losses"] == first["losses"][2:]
+    final = first["model"].state_dict()
+    assert all(torch.equal(v, final[k]) for k, v in resumed["model"].state_dict().items())
+
+    with pytest.raises(InputError, match=f"{option}: checkpoint 1.0, now None"):
+        loop.train(config(**{option: 0.0}), split, None, tmp_path / "d", resume=tmp_path / "a" / "checkpoint.pth")
+    with pytest.raises(ValueError, match="no object shapes were given"):
+        loop.train(config(), split, None, tmp_path / "e")
+
+
+def test_shape_loss_combines_with_attribute_queries(data, tmp_path):
+    from remamber.train import loop
+    from remamber.train.queries import build_queries
+
+    _, dataset, split, objects = data
+    queries = build_queries(dataset, split)
+    result = loop.train(_config(batch_size=4, steps=2, attribute_queries=0.5, pixel_shape_loss=0.5), split, None, tmp_path / "q",
+                        say=lambda *_: None, queries=queries, objects=objects)
+    assert all(math.isfinite(v) for v in result["losses"])
+
+
+def test_objects_refuse_a_dataset_that_is_not_the_synthetic_shapes(data):
+    from remamber.data.refcoco import RefDataset
+    from remamber.train.objects import build_object_shapes
+
+    root, _, split, _ = data
+    other = RefDataset(root)
+    other.categories = {1: "person", 2: "dog"}
+    with pytest.raises(InputError, match="--pixel-shape-loss needs the synthetic shapes dataset"):
+        build_object_shapes(other, split)
+
+
+def test_cli_records_the_shape_loss(data, tmp_path):
+    from remamber.cli import main
+
+    root, _, _, _ = data
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--out", str(out), "--resolution", str(RES), "--batch-size", "2",
+                 "--steps", "2", "--warmup", "1", "--object-shape-loss", "0.5", "--pixel-shape-loss", "2",
+                 "--eval-every", "0",
+                 "--final-splits", "", "--threads", "1", "--no-progress"]) == 0
+    meta = json.loads((out / "model_fp16.json").read_text())
+    assert meta["training"]["object_shape_loss"] == 0.5 and meta["training"]["pixel_shape_loss"] == 2.0
+    assert not any(k.startswith(("shape_head", "pixel_shape_head", "linear", "convs")) for k in
+                   torch.load(out / "model_fp16.pth", weights_only=True)["model"])
