@@ -43,14 +43,13 @@ def require_shapes_dataset(dataset, option: str) -> dict:
     return names
 
 
-def image_objects(dataset, image_id: int, names: dict) -> tuple[list[np.ndarray], list[str], np.ndarray]:
-    """(masks at the image's size, shape names, RGB pixels) of every annotated object of an image."""
-    pixels = np.asarray(dataset.image(image_id).convert("RGB"))
+def image_objects(dataset, image_id: int, names: dict) -> tuple[list[np.ndarray], list[str]]:
+    """(masks at the image's size, shape names) of every annotated object of an image."""
     masks, shapes = [], []
     for ann_id in dataset.image_annotations(image_id):
         masks.append(dataset.mask(ann_id))
         shapes.append(str(names[dataset.annotations[ann_id]["category_id"]]))
-    return masks, shapes, pixels
+    return masks, shapes
 
 
 @dataclass
@@ -84,7 +83,7 @@ def build_object_shapes(dataset, split_tensors) -> ObjectShapes:
     S = split_tensors.resolution
     image_index, weights, label, by_image, cover = [], [], [], [], []
     for slot, image_id in enumerate(split_tensors.image_ids):
-        masks, shapes, _ = image_objects(dataset, image_id, names)
+        masks, shapes = image_objects(dataset, image_id, names)
         first = len(label)
         image_cover = torch.zeros(len(SHAPES), S, S)
         for mask, shape in zip(masks, shapes):

@@ -59,7 +59,8 @@ def build_queries(dataset, split_tensors) -> AttributeQueries:
     S = split_tensors.resolution
     image_index, masks, sentences, every_object = [], [], [], []
     for slot, image_id in enumerate(split_tensors.image_ids):
-        ann_masks, shapes, pixels = image_objects(dataset, image_id, names)
+        ann_masks, shapes = image_objects(dataset, image_id, names)
+        pixels = np.asarray(dataset.image(image_id).convert("RGB"))  # colours come from the pixels
         objects = [(shape, object_colour(pixels, mask)) for shape, mask in zip(shapes, ann_masks)]
         every_object.append(resize_mask(np.logical_or.reduce(ann_masks), S, split_tensors.mask_resize))
         for phrase, members in image_queries(objects).items():
