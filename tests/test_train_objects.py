@@ -28,7 +28,7 @@ def data(tmp_path_factory):
     from remamber.train.objects import build_object_shapes
 
     root, dataset, split = small_shapes_split(tmp_path_factory, "object-data", IMAGES, SEED, RES)
-    return root, dataset, split, build_object_shapes(dataset, split)
+    return root, dataset, split, build_object_shapes(dataset, split, colours=True)
 
 
 def _stage_features(split):
@@ -50,13 +50,18 @@ def _assert_gradient_reaches_the_backbone_and_not_the_decoder(model):
 def test_objects_are_the_generators_with_their_shapes_and_coverage(data):
     from remamber.data.synthetic import SHAPES
 
+    from remamber.data.synthetic import COLOURS
+
     _, dataset, split, objects = data
-    scenes = {i: [shape for shape, _ in objs] for i, objs in generator_scenes(SEED, IMAGES).items()}
+    drawn = generator_scenes(SEED, IMAGES)
+    scenes = {i: [shape for shape, _ in objs] for i, objs in drawn.items()}
+    colours, palette = {i: [colour for _, colour in objs] for i, objs in drawn.items()}, list(COLOURS)
     assert len(objects) == sum(len(scenes[i]) for i in split.image_ids) > len(split.image_ids)
     for slot, image_id in enumerate(split.image_ids):
         mine = objects.by_image[slot]
         assert torch.equal(objects.image_index[mine], torch.full((len(mine),), slot))
         assert [SHAPES[int(c)] for c in objects.label[mine]] == scenes[image_id]
+        assert [palette[int(c)] for c in objects.colour[mine]] == colours[image_id]
         for o, ann_id in zip(mine.tolist(), dataset.image_annotations(image_id)):
             mask = dataset.mask(ann_id)
             h, w = mask.shape
@@ -109,17 +114,39 @@ def test_head_averages_each_stage_over_the_objects_cells():
     np.testing.assert_allclose(head(feats, sample, weights).double().detach().numpy(), want, rtol=1e-5, atol=1e-6)
 
 
-def test_shape_loss_reaches_the_stages_it_reads_and_nothing_after(data):
-    from remamber.train.objects import build_shape_head, object_shape_loss
+@pytest.mark.parametrize("kind", ["shape", "colour"])
+def test_object_loss_is_the_cross_entropy_of_each_objects_class_and_reaches_only_the_stages_it_reads(data, kind):
+    import torch.nn.functional as F
+
+    from remamber.train import objects as module
 
     _, _, split, objects = data
     model, feats, rows = _stage_features(split)
-    head = build_shape_head(model)
-    loss, accuracy = object_shape_loss(head, feats, rows, objects)
-    assert math.isfinite(loss.item()) and 0 <= accuracy.item() <= 1
+    head = getattr(module, f"build_{kind}_head")(model)
+    loss, accuracy = getattr(module, f"object_{kind}_loss")(head, feats, rows, objects)
+    # independently: every object of the two images, scored on its own sample's features
+    labels = objects.label if kind == "shape" else objects.colour
+    picked, right = [], []
+    for b, slot in enumerate(rows.tolist()):
+        for o in objects.by_image[slot].tolist():
+            logits = head(feats, torch.tensor([b]), objects.weights[o:o + 1])[0].double()
+            picked.append(-F.log_softmax(logits, 0)[int(labels[o])].item())
+            right.append(int(logits.argmax()) == int(labels[o]))
+    assert len(picked) > 2
+    assert loss.item() == pytest.approx(np.mean(picked), rel=1e-5)
+    assert accuracy.item() == pytest.approx(np.mean(right))
     loss.backward()
     _assert_gradient_reaches_the_backbone_and_not_the_decoder(model)
     assert head.linear.weight.grad.abs().sum() > 0
+
+
+def test_colour_loss_refuses_objects_built_without_colours(data):
+    from remamber.train.objects import build_colour_head, build_object_shapes, object_colour_loss
+
+    _, dataset, split, _ = data
+    model, feats, rows = _stage_features(split)
+    with pytest.raises(ValueError, match="colours=True"):
+        object_colour_loss(build_colour_head(model), feats, rows, build_object_shapes(dataset, split))
 
 
 def test_pixel_shape_loss_is_the_cross_entropy_of_the_object_cells_and_reaches_the_backbone(data):
@@ -175,7 +202,8 @@ _config = _config_with(object_shape_loss=1.0)
 
 
 @pytest.mark.parametrize("option,head,logged", [("object_shape_loss", "shape_head", "shape"),
-                                                 ("pixel_shape_loss", "pixel_shape_head", "pixel_shape")])
+                                                 ("pixel_shape_loss", "pixel_shape_head", "pixel_shape"),
+                                                 ("object_colour_loss", "colour_head", "colour")])
 def test_training_with_a_shape_loss_is_deterministic_resumes_exactly_and_exports_no_head(data, tmp_path, option, head,
                                                                                        logged):
     from remamber.model import build_model
@@ -221,7 +249,7 @@ def test_training_with_a_shape_loss_is_deterministic_resumes_exactly_and_exports
 
     with pytest.raises(InputError, match=f"{option}: checkpoint 1.0, now None"):
         loop.train(config(**{option: 0.0}), split, None, tmp_path / "d", resume=tmp_path / "a" / "checkpoint.pth")
-    with pytest.raises(ValueError, match="no object shapes were given"):
+    with pytest.raises(ValueError, match="no objects were given"):
         loop.train(config(), split, None, tmp_path / "e")
 
 
@@ -243,7 +271,7 @@ def test_objects_refuse_a_dataset_that_is_not_the_synthetic_shapes(data):
     root, _, split, _ = data
     other = RefDataset(root)
     other.categories = {1: "person", 2: "dog"}
-    with pytest.raises(InputError, match="--pixel-shape-loss needs the synthetic shapes dataset"):
+    with pytest.raises(InputError, match="--object-colour-loss needs the synthetic shapes dataset"):
         build_object_shapes(other, split)
 
 
@@ -254,9 +282,12 @@ def test_cli_records_the_shape_loss(data, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--data", str(root), "--out", str(out), "--resolution", str(RES), "--batch-size", "2",
                  "--steps", "2", "--warmup", "1", "--object-shape-loss", "0.5", "--pixel-shape-loss", "2",
-                 "--eval-every", "0",
+                 "--object-colour-loss", "0.25", "--eval-every", "0",
                  "--final-splits", "", "--threads", "1", "--no-progress"]) == 0
     meta = json.loads((out / "model_fp16.json").read_text())
     assert meta["training"]["object_shape_loss"] == 0.5 and meta["training"]["pixel_shape_loss"] == 2.0
-    assert not any(k.startswith(("shape_head", "pixel_shape_head", "linear", "convs")) for k in
+    assert meta["training"]["object_colour_loss"] == 0.25
+    assert set(torch.load(out / "checkpoint.pth", weights_only=True)["heads"]) == {"shape_head", "pixel_shape_head",
+                                                                                  "colour_head"}
+    assert not any(k.startswith(("shape_head", "pixel_shape_head", "colour_head", "linear", "convs")) for k in
                    torch.load(out / "model_fp16.pth", weights_only=True)["model"])

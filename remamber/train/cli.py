@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add WEIGHT x an auxiliary loss: a 1x1 convolution names, at every stage-1/2 feature cell "
                              "that an object of the synthetic dataset covers, that object's shape (not part of the "
                              "official loss; the head is not exported); 0 (default): off")
+    parser.add_argument("--object-colour-loss", type=float_type("--object-colour-loss", minimum=0, maximum=100.0),
+                        default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x an auxiliary loss like --object-shape-loss that names each object's colour "
+                             "(not part of the official loss; the head is not exported); 0 (default): off")
     parser.add_argument("--weight-decay", type=float_type("--weight-decay", minimum=0), default=1e-4)
     parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**31 - 1), default=0,
                         help="model initialisation and batch order")
@@ -188,18 +192,19 @@ def _run_with_backend(args) -> int:
         queries = build_queries(dataset, train_split)
         print(f"attribute queries: {len(queries)} on {train_split.images.shape[0]} images")
     objects = None
-    if args.object_shape_loss or args.pixel_shape_loss:
+    if args.object_shape_loss or args.pixel_shape_loss or args.object_colour_loss:
         from .objects import build_object_shapes
 
-        objects = build_object_shapes(dataset, train_split)
-        print(f"shape losses (object {args.object_shape_loss:g}, pixel {args.pixel_shape_loss:g}): {len(objects)} "
-              f"objects on {train_split.images.shape[0]} images")
+        objects = build_object_shapes(dataset, train_split, colours=bool(args.object_colour_loss))
+        print(f"object losses (shape {args.object_shape_loss:g}, pixel shape {args.pixel_shape_loss:g}, "
+              f"colour {args.object_colour_loss:g}): {len(objects)} objects on {train_split.images.shape[0]} images")
     config = TrainConfig(
         preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, seed=args.seed,
         text_encoder_lr_mult=args.text_encoder_lr_mult, sentences_per_image=args.sentences_per_image,
         attribute_queries=args.attribute_queries, mask_resize=args.mask_resize,
-        object_shape_loss=args.object_shape_loss, pixel_shape_loss=args.pixel_shape_loss, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
+        object_shape_loss=args.object_shape_loss, pixel_shape_loss=args.pixel_shape_loss,
+        object_colour_loss=args.object_colour_loss, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
     result = train(config, train_split, val_split, out, resume=args.resume, queries=queries, objects=objects)
@@ -225,6 +230,7 @@ def _run_with_backend(args) -> int:
                      "sentences_per_image": args.sentences_per_image,
                      "attribute_queries": args.attribute_queries, "mask_resize": args.mask_resize,
                      "object_shape_loss": args.object_shape_loss, "pixel_shape_loss": args.pixel_shape_loss,
+                     "object_colour_loss": args.object_colour_loss,
                      "weight_decay": args.weight_decay, "threads": args.threads,
                      "scan_backend": ops_backend_name(),
                      "wall_s": round(wall, 1), "machine": _machine(), "torch": str(torch.__version__),

@@ -22,7 +22,7 @@ import torch
 from ..atomic import write_text_atomic
 from .evaluate import evaluate
 from .loss import segmentation_loss
-from .objects import object_shape_loss, pixel_shape_loss
+from .objects import object_colour_loss, object_shape_loss, pixel_shape_loss
 from .schedule import build_scheduler
 from .state import CHECKPOINT_NAME, load_training_state, save_training_state
 
@@ -33,6 +33,7 @@ TEXT_ENCODER_PREFIX = "text_encoder."
 STREAM_OFFSET = 0x9E3779B9
 SHAPE_HEAD = "shape_head"
 PIXEL_SHAPE_HEAD = "pixel_shape_head"
+COLOUR_HEAD = "colour_head"
 CSV_FIELDS = ("step", "loss", "lr", "val_oIoU", "val_mIoU", "val_n", "elapsed_s")
 
 
@@ -71,6 +72,8 @@ class TrainConfig:
     object_shape_loss: float = 0.0
     # Weight of the per-cell shape auxiliary loss (objects.pixel_shape_loss; 0: off). Also not official.
     pixel_shape_loss: float = 0.0
+    # Weight of the object-colour auxiliary loss (objects.object_colour_loss; 0: off). Also not official.
+    object_colour_loss: float = 0.0
     seed: int = 0
     log_every: int = 10
     eval_every: int = 200
@@ -94,6 +97,8 @@ class TrainConfig:
             d["object_shape_loss"] = self.object_shape_loss
         if self.pixel_shape_loss:
             d["pixel_shape_loss"] = self.pixel_shape_loss
+        if self.object_colour_loss:
+            d["object_colour_loss"] = self.object_colour_loss
         return d
 
     def query_slots(self) -> int:
@@ -149,9 +154,10 @@ class GroupedBatches:
 
 def build(config: TrainConfig):
     """(model, optimizer, scheduler, heads): heads holds the training-only modules by name (the shape
-    heads of config.object_shape_loss and pixel_shape_loss), trained by the same optimizer."""
+    heads of config.object_shape_loss and pixel_shape_loss, the colour head of object_colour_loss),
+    trained by the same optimizer."""
     from ..model import build_model
-    from .objects import build_pixel_shape_head, build_shape_head
+    from .objects import build_colour_head, build_pixel_shape_head, build_shape_head
 
     model = build_model(config.variant, config.preset, seed=config.seed).train()
     heads = {}
@@ -163,6 +169,10 @@ def build(config: TrainConfig):
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             heads[PIXEL_SHAPE_HEAD] = build_pixel_shape_head(model).train()
+    if config.object_colour_loss:
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed + 1)  # not the shape head's initialisation
+            heads[COLOUR_HEAD] = build_colour_head(model).train()
     if config.text_encoder_lr_mult == 1.0 and not heads:  # one group, as runs before the options (resumable)
         groups = model.parameters()
     else:
@@ -219,7 +229,10 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     out.mkdir(parents=True, exist_ok=True)
     model, optimizer, scheduler, heads = build(config)
     if heads and (objects is None or not len(objects)):
-        raise ValueError("config.object_shape_loss or pixel_shape_loss is set but no object shapes were given")
+        raise ValueError("config.object_shape_loss, pixel_shape_loss or object_colour_loss is set but no objects "
+                         "were given")
+    if COLOUR_HEAD in heads and objects.colour is None:
+        raise ValueError("config.object_colour_loss is set but the objects were built without colours")
     start = 0
     if resume is not None:
         start = load_training_state(resume, model, optimizer, scheduler, config.as_dict(), heads)
@@ -246,7 +259,8 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     aux_windows: dict[str, list[tuple[float, float]]] = {name: [] for name in heads}
     aux_terms = [(name, weight, fn) for name, weight, fn in
                  ((SHAPE_HEAD, config.object_shape_loss, object_shape_loss),
-                  (PIXEL_SHAPE_HEAD, config.pixel_shape_loss, pixel_shape_loss)) if name in heads]
+                  (PIXEL_SHAPE_HEAD, config.pixel_shape_loss, pixel_shape_loss),
+                  (COLOUR_HEAD, config.object_colour_loss, object_colour_loss)) if name in heads]
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not config.progress,
                dynamic_ncols=True)
     try:
@@ -297,7 +311,7 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
                        "elapsed_s": round(time.perf_counter() - began, 2)}
                 for name, values in aux_windows.items():
                     if values:
-                        prefix = name.removesuffix("_head")  # shape_loss / shape_acc, pixel_shape_...
+                        prefix = name.removesuffix("_head")  # shape_loss / shape_acc, pixel_shape_..., colour_...
                         row[f"{prefix}_loss"] = sum(c for c, _ in values) / len(values)
                         row[f"{prefix}_acc"] = sum(a for _, a in values) / len(values)
                         values.clear()

@@ -10,8 +10,14 @@ shape: its stage features averaged over each object's mask, a linear layer and c
 This is not part of the official loss; the head is a training-only module and never enters the
 exported weights.
 
+``train --object-colour-loss W`` adds the same kind of term for each object's colour (a second
+linear head on the same pooled features). Why: with the shape term alone the model learned to read
+the shape word and lost much of its grip on the colour word (docs/TRAINING.md), as if the shape
+target had taken over the stage features that the colour was read from.
+
 It needs the synthetic dataset's meaning of an annotation: its category is its shape
-(remamber.data.synthetic.SHAPES).
+(remamber.data.synthetic.SHAPES), and its colour is the palette colour of its pixels
+(remamber.data.synthetic.object_colour).
 """
 
 from __future__ import annotations
@@ -57,13 +63,15 @@ class ObjectShapes:
     """Every object of one split's images. image_index (n,) into the split's images; weights (n, 1, S, S)
     float16: the share of each target cell the object covers (area resize of its full-size mask);
     label (n,): index in remamber.data.synthetic.SHAPES; by_image[i]: the objects of image i;
-    cover (I, len(SHAPES), S, S) float16: per image, the share of each cell covered by objects of each shape."""
+    cover (I, len(SHAPES), S, S) float16: per image, the share of each cell covered by objects of each shape;
+    colour (n,): index in remamber.data.synthetic.COLOURS, or None when built without colours."""
 
     image_index: torch.Tensor
     weights: torch.Tensor
     label: torch.Tensor
     by_image: list[torch.Tensor]
     cover: torch.Tensor
+    colour: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.image_index.shape[0])
@@ -75,15 +83,20 @@ class ObjectShapes:
         return sample, torch.cat(parts)
 
 
-def build_object_shapes(dataset, split_tensors) -> ObjectShapes:
-    """The objects of every image of ``split_tensors`` (a SplitTensors of ``dataset``)."""
-    from ..data.synthetic import SHAPES
+def build_object_shapes(dataset, split_tensors, colours: bool = False) -> ObjectShapes:
+    """The objects of every image of ``split_tensors`` (a SplitTensors of ``dataset``); with ``colours``
+    also each object's palette colour (this decodes every image, so only when asked)."""
+    from ..data.synthetic import COLOURS, SHAPES, object_colour
 
-    names = require_shapes_dataset(dataset, "--object-shape-loss / --pixel-shape-loss")
+    names = require_shapes_dataset(dataset, "--object-shape-loss / --pixel-shape-loss / --object-colour-loss")
     S = split_tensors.resolution
-    image_index, weights, label, by_image, cover = [], [], [], [], []
+    palette = list(COLOURS)
+    image_index, weights, label, by_image, cover, colour = [], [], [], [], [], []
     for slot, image_id in enumerate(split_tensors.image_ids):
         masks, shapes = image_objects(dataset, image_id, names)
+        if colours:
+            pixels = np.asarray(dataset.image(image_id).convert("RGB"))
+            colour += [palette.index(object_colour(pixels, mask)) for mask in masks]
         first = len(label)
         image_cover = torch.zeros(len(SHAPES), S, S)
         for mask, shape in zip(masks, shapes):
@@ -96,15 +109,17 @@ def build_object_shapes(dataset, split_tensors) -> ObjectShapes:
         by_image.append(torch.arange(first, len(label)))
         cover.append(image_cover.clamp(max=1.0).to(torch.float16))  # overlapping objects: at most the whole cell
     return ObjectShapes(image_index=torch.tensor(image_index, dtype=torch.long), weights=torch.stack(weights),
-                        label=torch.tensor(label, dtype=torch.long), by_image=by_image, cover=torch.stack(cover))
+                        label=torch.tensor(label, dtype=torch.long), by_image=by_image, cover=torch.stack(cover),
+                        colour=torch.tensor(colour, dtype=torch.long) if colours else None)
 
 
 class ShapeHead(nn.Module):
-    """A linear layer from the mask-averaged features of SHAPE_STAGES to the shape logits."""
+    """A linear layer from the mask-averaged features of SHAPE_STAGES to class logits: the object's
+    shape (n_classes = len(SHAPES)) or, for the colour head, its colour (len(COLOURS))."""
 
-    def __init__(self, dims: tuple[int, ...], n_shapes: int):
+    def __init__(self, dims: tuple[int, ...], n_classes: int):
         super().__init__()
-        self.linear = nn.Linear(sum(dims[s] for s in SHAPE_STAGES), n_shapes)
+        self.linear = nn.Linear(sum(dims[s] for s in SHAPE_STAGES), n_classes)
 
     def forward(self, feats: list[torch.Tensor], sample: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """feats: the stage outputs of a batch; object o lies in sample[o] with cell weights
@@ -124,14 +139,35 @@ def build_shape_head(model) -> ShapeHead:
     return ShapeHead(tuple(model.config.dims), len(SHAPES))
 
 
+def build_colour_head(model) -> ShapeHead:
+    """The colour head: the same form as the shape head, one logit per palette colour."""
+    from ..data.synthetic import COLOURS
+
+    return ShapeHead(tuple(model.config.dims), len(COLOURS))
+
+
+def _object_class_loss(head: ShapeHead, feats: list[torch.Tensor], sample_images: torch.Tensor,
+                       objects: ObjectShapes, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    sample, obj = objects.of_samples(sample_images)
+    logits = head(feats, sample, objects.weights[obj])
+    target = labels[obj]
+    return F.cross_entropy(logits, target), (logits.argmax(1) == target).float().mean()
+
+
 def object_shape_loss(head: ShapeHead, feats: list[torch.Tensor], sample_images: torch.Tensor,
                       objects: ObjectShapes) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean cross-entropy, accuracy) of the shape of every object in the batch's images; each sample
     is scored on its own features (they depend on its sentence through the Twisters)."""
-    sample, obj = objects.of_samples(sample_images)
-    logits = head(feats, sample, objects.weights[obj])
-    target = objects.label[obj]
-    return F.cross_entropy(logits, target), (logits.argmax(1) == target).float().mean()
+    return _object_class_loss(head, feats, sample_images, objects, objects.label)
+
+
+def object_colour_loss(head: ShapeHead, feats: list[torch.Tensor], sample_images: torch.Tensor,
+                       objects: ObjectShapes) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy, accuracy) of the colour of every object in the batch's images (objects
+    built with colours=True)."""
+    if objects.colour is None:
+        raise ValueError("the object colour loss needs ObjectShapes built with colours=True")
+    return _object_class_loss(head, feats, sample_images, objects, objects.colour)
 
 
 class PixelShapeHead(nn.Module):
