@@ -48,9 +48,7 @@ def _assert_gradient_reaches_the_backbone_and_not_the_decoder(model):
 
 
 def test_objects_are_the_generators_with_their_shapes_and_coverage(data):
-    from remamber.data.synthetic import SHAPES
-
-    from remamber.data.synthetic import COLOURS
+    from remamber.data.synthetic import COLOURS, SHAPES
 
     _, dataset, split, objects = data
     drawn = generator_scenes(SEED, IMAGES)

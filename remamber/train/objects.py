@@ -58,6 +58,14 @@ def image_objects(dataset, image_id: int, names: dict) -> tuple[list[np.ndarray]
     return masks, shapes
 
 
+def image_object_colours(dataset, image_id: int, masks: list[np.ndarray]) -> list[str]:
+    """The palette colour of each object (``masks`` from image_objects); decodes the image."""
+    from ..data.synthetic import object_colour
+
+    pixels = np.asarray(dataset.image(image_id).convert("RGB"))
+    return [object_colour(pixels, mask) for mask in masks]
+
+
 @dataclass
 class ObjectShapes:
     """Every object of one split's images. image_index (n,) into the split's images; weights (n, 1, S, S)
@@ -86,7 +94,7 @@ class ObjectShapes:
 def build_object_shapes(dataset, split_tensors, colours: bool = False) -> ObjectShapes:
     """The objects of every image of ``split_tensors`` (a SplitTensors of ``dataset``); with ``colours``
     also each object's palette colour (this decodes every image, so only when asked)."""
-    from ..data.synthetic import COLOURS, SHAPES, object_colour
+    from ..data.synthetic import COLOURS, SHAPES
 
     names = require_shapes_dataset(dataset, "--object-shape-loss / --pixel-shape-loss / --object-colour-loss")
     S = split_tensors.resolution
@@ -95,8 +103,7 @@ def build_object_shapes(dataset, split_tensors, colours: bool = False) -> Object
     for slot, image_id in enumerate(split_tensors.image_ids):
         masks, shapes = image_objects(dataset, image_id, names)
         if colours:
-            pixels = np.asarray(dataset.image(image_id).convert("RGB"))
-            colour += [palette.index(object_colour(pixels, mask)) for mask in masks]
+            colour += [palette.index(name) for name in image_object_colours(dataset, image_id, masks)]
         first = len(label)
         image_cover = torch.zeros(len(SHAPES), S, S)
         for mask, shape in zip(masks, shapes):

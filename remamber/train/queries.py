@@ -51,17 +51,15 @@ def image_queries(objects: list[tuple[str, str]]) -> dict[str, list[int]]:
 def build_queries(dataset, split_tensors) -> AttributeQueries:
     """The attribute queries of every image of ``split_tensors`` (a SplitTensors of ``dataset``)."""
     from .. import tokenizer
-    from ..data.synthetic import object_colour
     from .data import resize_mask
-    from .objects import image_objects, require_shapes_dataset
+    from .objects import image_object_colours, image_objects, require_shapes_dataset
 
     names = require_shapes_dataset(dataset, "--attribute-queries")
     S = split_tensors.resolution
     image_index, masks, sentences, every_object = [], [], [], []
     for slot, image_id in enumerate(split_tensors.image_ids):
         ann_masks, shapes = image_objects(dataset, image_id, names)
-        pixels = np.asarray(dataset.image(image_id).convert("RGB"))  # colours come from the pixels
-        objects = [(shape, object_colour(pixels, mask)) for shape, mask in zip(shapes, ann_masks)]
+        objects = list(zip(shapes, image_object_colours(dataset, image_id, ann_masks)))  # colours from the pixels
         every_object.append(resize_mask(np.logical_or.reduce(ann_masks), S, split_tensors.mask_resize))
         for phrase, members in image_queries(objects).items():
             union = np.logical_or.reduce([ann_masks[i] for i in members])
