@@ -13,11 +13,20 @@ Coverage (kept fast by crossing everything only where it is cheap):
 - malformed nodes give errors that carry the op's own message;
 - bfloat16 inputs once (through in-graph Casts, as numpy has no bfloat16).
 
-Tolerance: max |y - ref| <= 1e-5 * max |ref| for fp32 AND fp16 inputs: fp16 inputs are upcast to
-fp32 exactly in both implementations, so both run the same fp32 recurrence on identical values.
+Tolerance (check_case): max |y - exact| <= 1e-5 * scale for fp32 AND fp16 inputs, where `exact` is the
+reference scan in float64 and `scale` is the largest sum of absolute terms that makes up an output:
+the same float64 scan run on |u|, |B|, |C|, |D| (every decay exp(delta*A) and every softplus(delta)
+is positive, so each output becomes the sum of its terms' magnitudes). fp16 inputs are upcast to fp32
+exactly, so the op runs an fp32 recurrence whose rounding error is a small multiple of 2^-24 times
+that sum. Scaling by max |exact| instead is fragile: when the N products C_n x_n cancel (seen at
+L = 1, N = 16: an output of 1e-4 made of terms summing to 3 in magnitude), plain fp32 rounding
+exceeds 1e-5 of the output, in the PyTorch float32 reference as much as in the op. Each case draws
+its inputs from a seed fixed by the case (zlib.crc32), so every run tests the same numbers.
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import pytest
@@ -33,6 +42,7 @@ from onnx import TensorProto, helper  # noqa: E402
 from remamber import native  # noqa: E402
 from remamber.errors import NativeLibraryError  # noqa: E402
 from remamber.ops import selective_scan, use_backend  # noqa: E402
+from remamber.ops.reference import selective_scan_reference  # noqa: E402
 
 REL_TOL = 1e-5
 CHANNELS = 8  # divisible by every G tested (1, 2, 4)
@@ -109,8 +119,23 @@ def random_inputs(gen, batch, groups, nstate, length, dtype):
     return u.to(tdt), delta.to(tdt), A, B.to(tdt), C.to(tdt), D, bias
 
 
+def case_seed(*case) -> int:
+    """A seed that depends on the case alone (Python's hash() of strings changes per process)."""
+    return zlib.crc32(repr(case).encode())
+
+
+def exact_and_scale(u, delta, A, B, C, D, bias, softplus=True):
+    """The float64 reference scan, and the largest magnitude sum behind any one of its outputs."""
+    f64 = [None if t is None else t.double() for t in (u, delta, A, B, C, D, bias)]
+    u64, d64, a64, b64, c64, dd64, bias64 = f64
+    exact = selective_scan_reference(u64, d64, a64, b64, c64, dd64, bias64, softplus).numpy()
+    magnitude = selective_scan_reference(u64.abs(), d64, a64, b64.abs(), c64.abs(),
+                                         None if dd64 is None else dd64.abs(), bias64, softplus).numpy()
+    return exact, max(float(magnitude.max()), 1e-30)
+
+
 def check_case(dtype, has_d, has_bias, nstate, groups, length, batch, form="positional", seed=0):
-    gen = torch.Generator().manual_seed(hash((dtype, has_d, has_bias, nstate, groups, length, batch, seed)) % 2**31)
+    gen = torch.Generator().manual_seed(case_seed(dtype, has_d, has_bias, nstate, groups, length, batch, seed))
     u, delta, A, B, C, D, bias = random_inputs(gen, batch, groups, nstate, length, dtype)
     feeds = {"u": u.numpy(), "delta": delta.numpy(), "A": A.numpy(), "B": B.numpy(), "C": C.numpy()}
     if has_d:
@@ -118,14 +143,12 @@ def check_case(dtype, has_d, has_bias, nstate, groups, length, batch, form="posi
     if has_bias:
         feeds["delta_bias"] = bias.numpy()
     (y,) = session(dtype, has_d, has_bias, form).run(None, feeds)
-    with use_backend("reference"):
-        ref = selective_scan(u, delta, A, B, C, D if has_d else None, bias if has_bias else None, True).numpy()
-    assert y.dtype == np.float32 and y.shape == ref.shape
-    scale = max(float(np.abs(ref).max()), 1e-30)
-    err = float(np.abs(y.astype(np.float64) - ref).max())
+    exact, scale = exact_and_scale(u, delta, A, B, C, D if has_d else None, bias if has_bias else None)
+    assert y.dtype == np.float32 and y.shape == exact.shape
+    err = float(np.abs(y.astype(np.float64) - exact).max())
     assert err <= REL_TOL * scale, (
         f"{dtype} D={has_d} bias={has_bias} N={nstate} G={groups} L={length} batch={batch} {form}: "
-        f"max abs err {err:.3g} > {REL_TOL} x scale {scale:.3g}"
+        f"max abs err {err:.3g} > {REL_TOL} x magnitude {scale:.3g}"
     )
 
 
