@@ -185,6 +185,38 @@ def test_forward_and_features_gives_the_forward_logits(data):
         assert [f.shape[1] for f in feats] == list(model.config.dims)
 
 
+def test_backbone_features_are_each_stages_block_output_before_its_twister(data):
+    """features="backbone" gives what each stage's VSS blocks return (read here with forward hooks),
+    the same logits, and a shape loss on them that reaches no stage's Twister or text fusion except
+    through the stages after it (stage s's input is stage s-1's fused output)."""
+    from remamber.model import build_model
+    from remamber.train.objects import SHAPE_STAGES, build_shape_head, object_shape_loss
+
+    _, _, split, objects = data
+    model = build_model("conv", "tiny", seed=0).train()
+    args = (split.images[:2], split.input_ids[:2], split.attention_mask[:2])
+    hooked = []
+    handles = [stage.blocks.register_forward_hook(lambda m, i, o: hooked.append(o)) for stage in model.backbone.layers]
+    logits, inner = model.forward_and_features(*args, features="backbone")
+    for h in handles:
+        h.remove()
+    fused_logits, fused = model.forward_and_features(*args)
+    assert torch.equal(logits, fused_logits)
+    assert len(inner) == len(hooked) == 4 and all(torch.equal(a, b) for a, b in zip(inner, hooked))
+    assert not any(torch.equal(a, b) for a, b in zip(inner, fused))  # the Twister changes every stage
+    loss, _ = object_shape_loss(build_shape_head(model), inner, torch.tensor([0, 1]), objects)
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    reached = lambda prefix: any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith(prefix))
+    last = max(SHAPE_STAGES)
+    assert reached("backbone.patch_embed") and reached("backbone.layers.0.blocks")
+    assert reached(f"backbone.multimodal_blocks.{last - 1}")  # feeds stage `last` through the downsample
+    assert not reached(f"backbone.multimodal_blocks.{last}") and not reached(f"backbone.local_text_fusion.{last}")
+    assert not reached("decoder.")
+    with pytest.raises(ValueError, match="fused.*backbone"):
+        model.forward_and_features(*args, features="twister")
+
+
 def _config_with(**defaults):
     def make(**kw):
         from remamber.train.loop import TrainConfig
@@ -251,6 +283,18 @@ def test_training_with_a_shape_loss_is_deterministic_resumes_exactly_and_exports
         loop.train(config(), split, None, tmp_path / "e")
 
 
+def test_backbone_features_change_the_trajectory_and_a_resume_must_keep_them(data, tmp_path):
+    from remamber.train import loop
+
+    _, _, split, objects = data
+    quiet = dict(say=lambda *_: None, objects=objects)
+    fused = loop.train(_config(steps=3), split, None, tmp_path / "f", **quiet)
+    inner = loop.train(_config(steps=3, object_loss_features="backbone"), split, None, tmp_path / "b", **quiet)
+    assert fused["losses"][0] == inner["losses"][0] and fused["losses"][1:] != inner["losses"][1:]
+    with pytest.raises(InputError, match="object_loss_features: checkpoint 'backbone', now None"):
+        loop.train(_config(steps=3), split, None, tmp_path / "r", resume=tmp_path / "b" / "checkpoint.pth", **quiet)
+
+
 def test_shape_loss_combines_with_attribute_queries(data, tmp_path):
     from remamber.train import loop
     from remamber.train.queries import build_queries
@@ -280,11 +324,12 @@ def test_cli_records_the_shape_loss(data, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--data", str(root), "--out", str(out), "--resolution", str(RES), "--batch-size", "2",
                  "--steps", "2", "--warmup", "1", "--object-shape-loss", "0.5", "--pixel-shape-loss", "2",
-                 "--object-colour-loss", "0.25", "--eval-every", "0",
+                 "--object-colour-loss", "0.25", "--object-loss-features", "backbone", "--eval-every", "0",
                  "--final-splits", "", "--threads", "1", "--no-progress"]) == 0
     meta = json.loads((out / "model_fp16.json").read_text())
     assert meta["training"]["object_shape_loss"] == 0.5 and meta["training"]["pixel_shape_loss"] == 2.0
-    assert meta["training"]["object_colour_loss"] == 0.25
+    assert meta["training"]["object_colour_loss"] == 0.25 and meta["training"]["object_loss_features"] == "backbone"
+    assert torch.load(out / "checkpoint.pth", weights_only=True)["config"]["object_loss_features"] == "backbone"
     assert set(torch.load(out / "checkpoint.pth", weights_only=True)["heads"]) == {"shape_head", "pixel_shape_head",
                                                                                   "colour_head"}
     assert not any(k.startswith(("shape_head", "pixel_shape_head", "colour_head", "linear", "convs")) for k in

@@ -81,12 +81,18 @@ class ReMamberBackbone(nn.Module):
             TwisterLayer(d, cfg.twister_depth, cfg.d_state, cfg.ssm_ratio, cfg.channel_scan_res, eps) for d in dims
         )
 
-    def forward(self, image: torch.Tensor, l_feats: torch.Tensor, pooled: torch.Tensor) -> list[torch.Tensor]:
-        """image (B,3,S,S), l_feats (B,T,text_dim), pooled (B,text_dim) -> 4 stage features (B,C_s,S/2^(s+2),.)."""
+    def forward(self, image: torch.Tensor, l_feats: torch.Tensor, pooled: torch.Tensor,
+                inner_out: list | None = None) -> list[torch.Tensor]:
+        """image (B,3,S,S), l_feats (B,T,text_dim), pooled (B,text_dim) -> 4 stage features (B,C_s,S/2^(s+2),.).
+
+        inner_out: when a list, each stage's VSS-block output (before its Twister fuses the text) is
+        appended to it; training's auxiliary targets can read those (remamber/train/objects.py)."""
         x = self.patch_embed(image)
         outs = []
         for s, stage in enumerate(self.layers):
             inner = stage.blocks(x)
+            if inner_out is not None:
+                inner_out.append(inner)
             # The official forward_layer also downsamples `inner` here and discards the result.
             g = broadcast_hw(self.text_guidencee[s](pooled), inner)
             l = self.local_text_fusion[s](inner, l_feats)

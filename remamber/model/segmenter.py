@@ -38,19 +38,25 @@ class ReMamber(nn.Module):
     def forward(self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.forward_and_features(image, input_ids, attention_mask)[0]
 
-    def forward_and_features(self, image, input_ids, attention_mask) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(logits, the four stage outputs) from one pass: training's auxiliary targets read the
-        features the logits were computed from (remamber/train/objects.py)."""
-        feats, l_feats = self._encode(image, input_ids, attention_mask)
+    def forward_and_features(self, image, input_ids, attention_mask,
+                             features: str = "fused") -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(logits, four stage features) from one pass: training's auxiliary targets read the
+        features the logits were computed from (remamber/train/objects.py). features="fused": each
+        stage's output after its Twister (depends on the sentence); "backbone": each stage's VSS-block
+        output before the Twister (depends on the sentence only through the earlier stages' Twisters)."""
+        if features not in ("fused", "backbone"):
+            raise ValueError(f"features={features!r}: use 'fused' or 'backbone'")
+        inner: list[torch.Tensor] = []
+        feats, l_feats = self._encode(image, input_ids, attention_mask, inner)
         logits = self.decoder(feats[::-1], l_feats)
         # BaseSegmenter's final resize to the input size (bilinear, align_corners=True) is an
         # exact identity here: both decoders already return S x S.
-        return logits.float(), feats
+        return logits.float(), (feats if features == "fused" else inner)
 
-    def _encode(self, image, input_ids, attention_mask):
+    def _encode(self, image, input_ids, attention_mask, inner_out: list | None = None):
         validate_inputs(image, input_ids, attention_mask, self.config.num_tokens)
         l_feats, pooled = self.encode_text(input_ids, attention_mask.long())
-        return self.backbone(image.to(self._dtype()), l_feats, pooled), l_feats
+        return self.backbone(image.to(self._dtype()), l_feats, pooled, inner_out), l_feats
 
     def _dtype(self) -> torch.dtype:
         return self.backbone.patch_embed[0].weight.dtype

@@ -69,6 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=0.0, metavar="WEIGHT",
                         help="add WEIGHT x an auxiliary loss like --object-shape-loss that names each object's colour "
                              "(not part of the official loss; the head is not exported); 0 (default): off")
+    parser.add_argument("--object-loss-features", choices=("fused", "backbone"), default="fused",
+                        help="which stage features the object losses read: fused (default; each stage's output "
+                             "after its Twister) or backbone (the VSS-block output before the Twister, which "
+                             "leaves the text fusion its channels; docs/TRAINING.md)")
     parser.add_argument("--weight-decay", type=float_type("--weight-decay", minimum=0), default=1e-4)
     parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**31 - 1), default=0,
                         help="model initialisation and batch order")
@@ -204,7 +208,7 @@ def _run_with_backend(args) -> int:
         text_encoder_lr_mult=args.text_encoder_lr_mult, sentences_per_image=args.sentences_per_image,
         attribute_queries=args.attribute_queries, mask_resize=args.mask_resize,
         object_shape_loss=args.object_shape_loss, pixel_shape_loss=args.pixel_shape_loss,
-        object_colour_loss=args.object_colour_loss, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
+        object_colour_loss=args.object_colour_loss, object_loss_features=args.object_loss_features, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
     result = train(config, train_split, val_split, out, resume=args.resume, queries=queries, objects=objects)
@@ -231,6 +235,7 @@ def _run_with_backend(args) -> int:
                      "attribute_queries": args.attribute_queries, "mask_resize": args.mask_resize,
                      "object_shape_loss": args.object_shape_loss, "pixel_shape_loss": args.pixel_shape_loss,
                      "object_colour_loss": args.object_colour_loss,
+                     "object_loss_features": args.object_loss_features,
                      "weight_decay": args.weight_decay, "threads": args.threads,
                      "scan_backend": ops_backend_name(),
                      "wall_s": round(wall, 1), "machine": _machine(), "torch": str(torch.__version__),

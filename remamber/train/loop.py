@@ -74,6 +74,11 @@ class TrainConfig:
     pixel_shape_loss: float = 0.0
     # Weight of the object-colour auxiliary loss (objects.object_colour_loss; 0: off). Also not official.
     object_colour_loss: float = 0.0
+    # Which stage features the object heads read (Segmenter.forward_and_features): "fused", each stage's
+    # output after its Twister, or "backbone", its VSS-block output before the Twister. Why: with the
+    # heads on the fused features the model learned shapes and lost the colour word (docs/TRAINING.md);
+    # on the backbone features the shape target does not compete with the text fusion for channels.
+    object_loss_features: str = "fused"
     seed: int = 0
     log_every: int = 10
     eval_every: int = 200
@@ -99,6 +104,8 @@ class TrainConfig:
             d["pixel_shape_loss"] = self.pixel_shape_loss
         if self.object_colour_loss:
             d["object_colour_loss"] = self.object_colour_loss
+        if self.object_loss_features != "fused":
+            d["object_loss_features"] = self.object_loss_features
         return d
 
     def query_slots(self) -> int:
@@ -279,7 +286,7 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
                 attention = torch.cat([attention, queries.attention_mask[q]])
                 masks = torch.cat([masks, queries.masks[q].float()])
             if heads:
-                logits, feats = model.forward_and_features(images, ids, attention)
+                logits, feats = model.forward_and_features(images, ids, attention, config.object_loss_features)
             else:
                 logits = model(images, ids, attention)
             segmentation = segmentation_loss(logits, masks)

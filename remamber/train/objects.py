@@ -15,6 +15,10 @@ linear head on the same pooled features). Why: with the shape term alone the mod
 the shape word and lost much of its grip on the colour word (docs/TRAINING.md), as if the shape
 target had taken over the stage features that the colour was read from.
 
+The heads read each stage's output after its Twister by default; ``train --object-loss-features
+backbone`` points them at the stage's VSS-block output before the Twister instead, to test whether the
+shape target then leaves the fused channels to the colour word (it did not: docs/TRAINING.md).
+
 It needs the synthetic dataset's meaning of an annotation: its category is its shape
 (remamber.data.synthetic.SHAPES), and its colour is the palette colour of its pixels
 (remamber.data.synthetic.object_colour).
