@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int_type("--images", minimum=3, maximum=10_000_000), default=200, help="number of images (10%% val, 10%% testA, the rest train)")
     parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**63 - 1), default=0, help="the same seed and image count give byte-identical files")
     parser.add_argument("--dataset", default="refcoco", help="name of the dataset folder (refcoco, refcoco+, refcocog)")
+    parser.add_argument("--generator-version", type=int, choices=(1, 2), default=1,
+                        help="object sizes: 1 (the demo checkpoint's data) or 2 (objects about 1.65x larger; "
+                             "docs/TRAINING.md)")
 
 
 def run(args) -> int:
@@ -21,7 +24,8 @@ def run(args) -> int:
     from .synthetic import generate
 
     check_output_dir(args.out, "--out")
-    result = generate(args.out, images=args.images, seed=args.seed, dataset=args.dataset)
+    result = generate(args.out, images=args.images, seed=args.seed, dataset=args.dataset,
+                      version=args.generator_version)
     splits = ", ".join(f"{name} {count}" for name, count in result.splits.items())
     print(f"wrote {result.images} images, {result.annotations} objects ({result.multi_part} in two parts), "
           f"{result.refs} refs ({splits}), {result.sentences} sentences to {result.root}")

@@ -21,7 +21,8 @@ STEM = "demo_tiny_conv"
 
 
 def publish(run: Path, command: str, data_images: int, data_seed: int, final: bool, extra_metrics: dict,
-            dest: Path = DEMO_DIR) -> dict:
+            dest: Path = DEMO_DIR, data_version: int | None = None) -> dict:
+    """data_version: the make-dataset --generator-version of the training data (default: the default)."""
     import torch
 
     from ..atomic import atomic_path, write_text_atomic
@@ -49,7 +50,8 @@ def publish(run: Path, command: str, data_images: int, data_seed: int, final: bo
                 "training": {"seed": cfg["seed"], "steps": steps, "batch_size": cfg["batch_size"], "lr": cfg["lr"]},
                 "metrics": {}}
     meta["training"]["command"] = command
-    meta["training"]["data"] = {"images": data_images, "seed": data_seed, "generator_version": GENERATOR_VERSION}
+    meta["training"]["data"] = {"images": data_images, "seed": data_seed,
+                                "generator_version": GENERATOR_VERSION if data_version is None else data_version}
     meta["training"]["steps_done"] = steps
     meta["metrics"] = {**meta.get("metrics", {}), **extra_metrics}
     meta["final"] = bool(final and finished)
@@ -69,12 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", required=True, help="the exact commands that made the data and trained")
     parser.add_argument("--data-images", type=int, required=True)
     parser.add_argument("--data-seed", type=int, required=True)
+    parser.add_argument("--data-generator-version", type=int, choices=(1, 2), default=None,
+                        help="make-dataset --generator-version of the training data (default: the default version)")
     parser.add_argument("--metrics-json", type=Path, help='more metrics, e.g. {"val@480": {"oIoU":..,"mIoU":..,"n":..}}')
     parser.add_argument("--final", action="store_true", help="mark it the final demo checkpoint")
     parser.add_argument("--dest", type=Path, default=DEMO_DIR)
     args = parser.parse_args(argv)
     extra = json.loads(args.metrics_json.read_text()) if args.metrics_json else {}
-    meta = publish(args.run, args.command, args.data_images, args.data_seed, args.final, extra, args.dest)
+    meta = publish(args.run, args.command, args.data_images, args.data_seed, args.final, extra, args.dest,
+                   args.data_generator_version)
     print(json.dumps(meta, indent=2))
     return 0
 
