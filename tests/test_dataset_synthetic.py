@@ -12,14 +12,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
-from remamber.errors import InputError
 from PIL import Image
 
 from remamber.data.refcoco import RefDataset
 from remamber.data.synthetic import (COLOURS, SENTENCE_KINDS, SHAPES, expressions, generate, make_scene,
                                      object_colour, target_words,
                                      sentence_kind, tagged_expressions)
+from remamber.errors import InputError
 
 IMAGES = 24
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..validate.numbers import int_type
+    from .synthetic import GENERATOR_VERSION, SIZE_CLASSES_BY_VERSION
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write <dataset>/ and train2014/ into")
     parser.add_argument("--images", type=int_type("--images", minimum=3, maximum=10_000_000), default=200, help="number of images (10%% val, 10%% testA, the rest train)")
     parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**63 - 1), default=0, help="the same seed and image count give byte-identical files")
     parser.add_argument("--dataset", default="refcoco", help="name of the dataset folder (refcoco, refcoco+, refcocog)")
-    parser.add_argument("--generator-version", type=int, choices=(1, 2), default=1,
+    parser.add_argument("--generator-version", type=int, choices=tuple(SIZE_CLASSES_BY_VERSION), default=GENERATOR_VERSION,
                         help="object sizes: 1 (the demo checkpoint's data) or 2 (objects about 1.65x larger; "
                              "docs/TRAINING.md)")
 

@@ -46,7 +46,8 @@ class ReMamber(nn.Module):
         output before the Twister (depends on the sentence only through the earlier stages' Twisters)."""
         if features not in ("fused", "backbone"):
             raise ValueError(f"features={features!r}: use 'fused' or 'backbone'")
-        inner: list[torch.Tensor] = []
+        # Collected only when asked: plain forward (inference, export) keeps no extra references.
+        inner: list[torch.Tensor] | None = [] if features == "backbone" else None
         feats, l_feats = self._encode(image, input_ids, attention_mask, inner)
         logits = self.decoder(feats[::-1], l_feats)
         # BaseSegmenter's final resize to the input size (bilinear, align_corners=True) is an

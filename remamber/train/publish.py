@@ -66,12 +66,14 @@ def publish(run: Path, command: str, data_images: int, data_seed: int, final: bo
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..data.synthetic import SIZE_CLASSES_BY_VERSION
+
     parser = argparse.ArgumentParser(prog="python -m remamber.train.publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="the --out folder of remamber-deploy train")
     parser.add_argument("--command", required=True, help="the exact commands that made the data and trained")
     parser.add_argument("--data-images", type=int, required=True)
     parser.add_argument("--data-seed", type=int, required=True)
-    parser.add_argument("--data-generator-version", type=int, choices=(1, 2), default=None,
+    parser.add_argument("--data-generator-version", type=int, choices=tuple(SIZE_CLASSES_BY_VERSION), default=None,
                         help="make-dataset --generator-version of the training data (default: the default version)")
     parser.add_argument("--metrics-json", type=Path, help='more metrics, e.g. {"val@480": {"oIoU":..,"mIoU":..,"n":..}}')
     parser.add_argument("--final", action="store_true", help="mark it the final demo checkpoint")
