@@ -147,6 +147,65 @@ def test_colour_loss_refuses_objects_built_without_colours(data):
         object_colour_loss(build_colour_head(model), feats, rows, build_object_shapes(dataset, split))
 
 
+def test_named_words_are_the_colour_and_shape_of_the_target_not_of_a_related_object():
+    from remamber.data.synthetic import COLOURS, SHAPES
+    from remamber.train.objects import named_words
+
+    colour, shape = list(COLOURS).index, SHAPES.index
+    got = named_words(["the red circle", "the small blue square on the left", "the triangle below the green star",
+                       "the purple shape", "the biggest shape"])
+    assert got.tolist() == [[colour("red"), shape("circle")], [colour("blue"), shape("square")],
+                            [-1, shape("triangle")], [colour("purple"), -1], [-1, -1]]
+    assert named_words([]).shape == (0, 2)
+
+
+def test_match_loss_asks_each_object_whether_it_has_the_named_colour_and_shape(data):
+    """The targets come from the generator's own scenes, not from the objects table under test."""
+    import torch.nn.functional as F
+
+    from remamber.data.synthetic import COLOURS, SHAPES
+    from remamber.train.objects import build_match_head, object_match_loss
+
+    _, _, split, objects = data
+    model, feats, rows = _stage_features(split)
+    drawn = generator_scenes(SEED, IMAGES)
+    first = drawn[split.image_ids[0]][0]  # sample 0 names the colour and shape of image 0's first object
+    words = torch.tensor([[list(COLOURS).index(first[1]), SHAPES.index(first[0])],
+                          [-1, SHAPES.index(drawn[split.image_ids[1]][-1][0])]])  # sample 1: a shape word only
+    head = build_match_head(model)
+    loss, accuracy = object_match_loss(head, feats, rows, objects, words)
+    terms, right = [], []
+    for b, slot in enumerate(rows.tolist()):
+        truth = drawn[split.image_ids[slot]]
+        for o, (shape, colour) in zip(objects.by_image[slot].tolist(), truth):
+            logits = head(feats, torch.tensor([b]), objects.weights[o:o + 1])[0].double()
+            for k, (asked, has) in enumerate(((int(words[b, 0]), list(COLOURS).index(colour)),
+                                              (int(words[b, 1]), SHAPES.index(shape)))):
+                if asked < 0:
+                    continue
+                want = float(asked == has)
+                terms.append(F.binary_cross_entropy_with_logits(logits[k], torch.tensor(want, dtype=torch.float64)).item())
+                right.append((logits[k].item() > 0) == bool(want))
+    assert len(terms) == 2 * len(drawn[split.image_ids[0]]) + len(drawn[split.image_ids[1]])
+    assert loss.item() == pytest.approx(np.mean(terms), rel=1e-5)
+    assert accuracy.item() == pytest.approx(np.mean(right))
+    loss.backward()
+    _assert_gradient_reaches_the_backbone_and_not_the_decoder(model)
+    assert head.linear.weight.grad.abs().sum() > 0
+
+
+def test_match_loss_with_no_word_asked_is_zero_and_needs_colours(data):
+    from remamber.train.objects import build_match_head, build_object_shapes, object_match_loss
+
+    _, dataset, split, objects = data
+    model, feats, rows = _stage_features(split)
+    head = build_match_head(model)
+    loss, accuracy = object_match_loss(head, feats, rows, objects, torch.full((2, 2), -1))
+    assert loss.item() == 0.0 and math.isnan(accuracy.item())
+    with pytest.raises(ValueError, match="colours=True"):
+        object_match_loss(head, feats, rows, build_object_shapes(dataset, split), torch.zeros((2, 2), dtype=torch.long))
+
+
 def test_pixel_shape_loss_is_the_cross_entropy_of_the_object_cells_and_reaches_the_backbone(data):
     import torch.nn.functional as F
 
@@ -233,7 +292,8 @@ _config = _config_with(object_shape_loss=1.0)
 
 @pytest.mark.parametrize("option,head,logged", [("object_shape_loss", "shape_head", "shape"),
                                                  ("pixel_shape_loss", "pixel_shape_head", "pixel_shape"),
-                                                 ("object_colour_loss", "colour_head", "colour")])
+                                                 ("object_colour_loss", "colour_head", "colour"),
+                                                 ("object_match_loss", "match_head", "match")])
 def test_training_with_a_shape_loss_is_deterministic_resumes_exactly_and_exports_no_head(data, tmp_path, option, head,
                                                                                        logged):
     from remamber.model import build_model
@@ -301,9 +361,10 @@ def test_shape_loss_combines_with_attribute_queries(data, tmp_path):
 
     _, dataset, split, objects = data
     queries = build_queries(dataset, split)
-    result = loop.train(_config(batch_size=4, steps=2, attribute_queries=0.5, pixel_shape_loss=0.5), split, None, tmp_path / "q",
-                        say=lambda *_: None, queries=queries, objects=objects)
-    assert all(math.isfinite(v) for v in result["losses"])
+    for extra in (dict(pixel_shape_loss=0.5), dict(object_match_loss=0.5)):
+        result = loop.train(_config(batch_size=4, steps=2, attribute_queries=0.5, **extra), split, None,
+                            tmp_path / "q", say=lambda *_: None, queries=queries, objects=objects)
+        assert all(math.isfinite(v) for v in result["losses"])
 
 
 def test_objects_refuse_a_dataset_that_is_not_the_synthetic_shapes(data):
@@ -324,13 +385,14 @@ def test_cli_records_the_shape_loss(data, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--data", str(root), "--out", str(out), "--resolution", str(RES), "--batch-size", "2",
                  "--steps", "2", "--warmup", "1", "--object-shape-loss", "0.5", "--pixel-shape-loss", "2",
-                 "--object-colour-loss", "0.25", "--object-loss-features", "backbone", "--eval-every", "0",
+                 "--object-colour-loss", "0.25", "--object-match-loss", "0.75", "--object-loss-features", "backbone", "--eval-every", "0",
                  "--final-splits", "", "--threads", "1", "--no-progress"]) == 0
     meta = json.loads((out / "model_fp16.json").read_text())
     assert meta["training"]["object_shape_loss"] == 0.5 and meta["training"]["pixel_shape_loss"] == 2.0
     assert meta["training"]["object_colour_loss"] == 0.25 and meta["training"]["object_loss_features"] == "backbone"
+    assert meta["training"]["object_match_loss"] == 0.75
     assert torch.load(out / "checkpoint.pth", weights_only=True)["config"]["object_loss_features"] == "backbone"
     assert set(torch.load(out / "checkpoint.pth", weights_only=True)["heads"]) == {"shape_head", "pixel_shape_head",
-                                                                                  "colour_head"}
-    assert not any(k.startswith(("shape_head", "pixel_shape_head", "colour_head", "linear", "convs")) for k in
+                                                                                  "colour_head", "match_head"}
+    assert not any(k.startswith(("shape_head", "pixel_shape_head", "colour_head", "match_head", "linear", "convs")) for k in
                    torch.load(out / "model_fp16.pth", weights_only=True)["model"])

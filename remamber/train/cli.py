@@ -69,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=0.0, metavar="WEIGHT",
                         help="add WEIGHT x an auxiliary loss like --object-shape-loss that names each object's colour "
                              "(not part of the official loss; the head is not exported); 0 (default): off")
+    parser.add_argument("--object-match-loss", type=float_type("--object-match-loss", minimum=0, maximum=100.0),
+                        default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x an auxiliary loss: from the same mask-averaged features, for every object, "
+                             "whether it has the colour and the shape that the sentence names for its target (not "
+                             "part of the official loss; the head is not exported); 0 (default): off")
     parser.add_argument("--object-loss-features", choices=("fused", "backbone"), default="fused",
                         help="which stage features the object losses read: fused (default; each stage's output "
                              "after its Twister) or backbone (the VSS-block output before the Twister, which "
@@ -196,19 +201,22 @@ def _run_with_backend(args) -> int:
         queries = build_queries(dataset, train_split)
         print(f"attribute queries: {len(queries)} on {train_split.images.shape[0]} images")
     objects = None
-    if args.object_shape_loss or args.pixel_shape_loss or args.object_colour_loss:
+    if args.object_shape_loss or args.pixel_shape_loss or args.object_colour_loss or args.object_match_loss:
         from .objects import build_object_shapes
 
-        objects = build_object_shapes(dataset, train_split, colours=bool(args.object_colour_loss))
+        objects = build_object_shapes(dataset, train_split,
+                                      colours=bool(args.object_colour_loss or args.object_match_loss))
         print(f"object losses (shape {args.object_shape_loss:g}, pixel shape {args.pixel_shape_loss:g}, "
-              f"colour {args.object_colour_loss:g}): {len(objects)} objects on {train_split.images.shape[0]} images")
+              f"colour {args.object_colour_loss:g}, match {args.object_match_loss:g}): {len(objects)} objects on "
+              f"{train_split.images.shape[0]} images")
     config = TrainConfig(
         preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, seed=args.seed,
         text_encoder_lr_mult=args.text_encoder_lr_mult, sentences_per_image=args.sentences_per_image,
         attribute_queries=args.attribute_queries, mask_resize=args.mask_resize,
         object_shape_loss=args.object_shape_loss, pixel_shape_loss=args.pixel_shape_loss,
-        object_colour_loss=args.object_colour_loss, object_loss_features=args.object_loss_features, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
+        object_colour_loss=args.object_colour_loss, object_match_loss=args.object_match_loss,
+        object_loss_features=args.object_loss_features, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
     result = train(config, train_split, val_split, out, resume=args.resume, queries=queries, objects=objects)
@@ -235,6 +243,7 @@ def _run_with_backend(args) -> int:
                      "attribute_queries": args.attribute_queries, "mask_resize": args.mask_resize,
                      "object_shape_loss": args.object_shape_loss, "pixel_shape_loss": args.pixel_shape_loss,
                      "object_colour_loss": args.object_colour_loss,
+                     "object_match_loss": args.object_match_loss,
                      "object_loss_features": args.object_loss_features,
                      "weight_decay": args.weight_decay, "threads": args.threads,
                      "scan_backend": ops_backend_name(),

@@ -22,7 +22,7 @@ import torch
 from ..atomic import write_text_atomic
 from .evaluate import evaluate
 from .loss import segmentation_loss
-from .objects import object_colour_loss, object_shape_loss, pixel_shape_loss
+from .objects import named_words, object_colour_loss, object_match_loss, object_shape_loss, pixel_shape_loss
 from .schedule import build_scheduler
 from .state import CHECKPOINT_NAME, load_training_state, save_training_state
 
@@ -34,6 +34,7 @@ STREAM_OFFSET = 0x9E3779B9
 SHAPE_HEAD = "shape_head"
 PIXEL_SHAPE_HEAD = "pixel_shape_head"
 COLOUR_HEAD = "colour_head"
+MATCH_HEAD = "match_head"
 CSV_FIELDS = ("step", "loss", "lr", "val_oIoU", "val_mIoU", "val_n", "elapsed_s")
 
 
@@ -74,6 +75,10 @@ class TrainConfig:
     pixel_shape_loss: float = 0.0
     # Weight of the object-colour auxiliary loss (objects.object_colour_loss; 0: off). Also not official.
     object_colour_loss: float = 0.0
+    # Weight of the object-match auxiliary loss (objects.object_match_loss; 0: off). Also not official.
+    # Why: the model follows one of the colour and shape words, never both; this asks the fused
+    # features of every object whether it has the colour and the shape the sentence names.
+    object_match_loss: float = 0.0
     # Which stage features the object heads read (Segmenter.forward_and_features): "fused", each stage's
     # output after its Twister, or "backbone", its VSS-block output before the Twister. Why: with the
     # heads on the fused features the model learned shapes and lost the colour word (docs/TRAINING.md);
@@ -104,6 +109,8 @@ class TrainConfig:
             d["pixel_shape_loss"] = self.pixel_shape_loss
         if self.object_colour_loss:
             d["object_colour_loss"] = self.object_colour_loss
+        if self.object_match_loss:
+            d["object_match_loss"] = self.object_match_loss
         if self.object_loss_features != "fused":
             d["object_loss_features"] = self.object_loss_features
         return d
@@ -161,10 +168,11 @@ class GroupedBatches:
 
 def build(config: TrainConfig):
     """(model, optimizer, scheduler, heads): heads holds the training-only modules by name (the shape
-    heads of config.object_shape_loss and pixel_shape_loss, the colour head of object_colour_loss),
+    heads of config.object_shape_loss and pixel_shape_loss, the colour head of object_colour_loss, the
+    match head of object_match_loss),
     trained by the same optimizer."""
     from ..model import build_model
-    from .objects import build_colour_head, build_pixel_shape_head, build_shape_head
+    from .objects import build_colour_head, build_match_head, build_pixel_shape_head, build_shape_head
 
     model = build_model(config.variant, config.preset, seed=config.seed).train()
     heads = {}
@@ -180,6 +188,10 @@ def build(config: TrainConfig):
         with torch.random.fork_rng():
             torch.manual_seed(config.seed + 1)  # not the shape head's initialisation
             heads[COLOUR_HEAD] = build_colour_head(model).train()
+    if config.object_match_loss:
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed + 2)
+            heads[MATCH_HEAD] = build_match_head(model).train()
     if config.text_encoder_lr_mult == 1.0 and not heads:  # one group, as runs before the options (resumable)
         groups = model.parameters()
     else:
@@ -229,17 +241,19 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     """Run the steps; returns {"model", "losses", "step", "wall_s", "last_eval"} ("losses": the
     segmentation loss of each step). ``queries`` (remamber.train.queries.AttributeQueries of the train
     split) is needed when config.attribute_queries is set, ``objects``
-    (remamber.train.objects.ObjectShapes of the train split) when either shape loss is set."""
+    (remamber.train.objects.ObjectShapes of the train split) when any object loss is set (built with
+    colours for the colour and match losses)."""
     from tqdm import tqdm
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, optimizer, scheduler, heads = build(config)
     if heads and (objects is None or not len(objects)):
-        raise ValueError("config.object_shape_loss, pixel_shape_loss or object_colour_loss is set but no objects "
-                         "were given")
-    if COLOUR_HEAD in heads and objects.colour is None:
-        raise ValueError("config.object_colour_loss is set but the objects were built without colours")
+        raise ValueError("config.object_shape_loss, pixel_shape_loss, object_colour_loss or object_match_loss is set "
+                         "but no objects were given")
+    for name, option in ((COLOUR_HEAD, "object_colour_loss"), (MATCH_HEAD, "object_match_loss")):
+        if name in heads and objects.colour is None:
+            raise ValueError(f"config.{option} is set but the objects were built without colours")
     start = 0
     if resume is not None:
         start = load_training_state(resume, model, optimizer, scheduler, config.as_dict(), heads)
@@ -267,7 +281,11 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     aux_terms = [(name, weight, fn) for name, weight, fn in
                  ((SHAPE_HEAD, config.object_shape_loss, object_shape_loss),
                   (PIXEL_SHAPE_HEAD, config.pixel_shape_loss, pixel_shape_loss),
-                  (COLOUR_HEAD, config.object_colour_loss, object_colour_loss)) if name in heads]
+                  (COLOUR_HEAD, config.object_colour_loss, object_colour_loss),
+                  (MATCH_HEAD, config.object_match_loss, object_match_loss)) if name in heads]
+    # the words each sentence (and query) names for its target, for the match loss
+    words = named_words(train_split.sentences) if MATCH_HEAD in heads else None
+    query_words = named_words(queries.sentences) if MATCH_HEAD in heads and n_queries else None
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not config.progress,
                dynamic_ncols=True)
     try:
@@ -278,6 +296,7 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
                 idx = grouped(config.seed, step)
             images, ids, attention, masks = train_split.batch(idx)
             sample_images = train_split.image_index[idx]
+            sample_words = words[idx] if words is not None else None
             if n_queries:
                 q = batch_indices(len(queries), n_queries, config.seed, step, stream=1)
                 sample_images = torch.cat([sample_images, queries.image_index[q]])
@@ -285,6 +304,8 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
                 ids = torch.cat([ids, queries.input_ids[q]])
                 attention = torch.cat([attention, queries.attention_mask[q]])
                 masks = torch.cat([masks, queries.masks[q].float()])
+                if query_words is not None:
+                    sample_words = torch.cat([sample_words, query_words[q]])
             if heads:
                 logits, feats = model.forward_and_features(images, ids, attention, config.object_loss_features)
             else:
@@ -292,7 +313,8 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
             segmentation = segmentation_loss(logits, masks)
             loss = segmentation
             for name, weight, term in aux_terms:
-                ce, accuracy = term(heads[name], feats, sample_images, objects)
+                extra = (sample_words,) if name == MATCH_HEAD else ()
+                ce, accuracy = term(heads[name], feats, sample_images, objects, *extra)
                 loss = loss + weight * ce
                 aux_windows[name].append((float(ce.item()), float(accuracy.item())))
             if not torch.isfinite(loss):

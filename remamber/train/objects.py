@@ -15,6 +15,14 @@ linear head on the same pooled features). Why: with the shape term alone the mod
 the shape word and lost much of its grip on the colour word (docs/TRAINING.md), as if the shape
 target had taken over the stage features that the colour was read from.
 
+``train --object-match-loss W`` asks the same pooled features, per object, two questions about the
+sample's sentence: has this object the colour the sentence names for its target, and the shape it
+names (binary cross-entropy; a question the sentence does not raise is left out). Why: with the
+shape term the model follows the shape word and drops the colour word, and without it the other way
+round (docs/TRAINING.md); a per-object shape or colour target teaches the features to *see* both,
+while this one asks the fused features to *compare* each object with both words of the sentence,
+which is the routing the mask needs and one word alone does not give.
+
 The heads read each stage's output after its Twister by default; ``train --object-loss-features
 backbone`` points them at the stage's VSS-block output before the Twister instead, to test whether the
 shape target then leaves the fused channels to the colour word (it did not: docs/TRAINING.md).
@@ -157,6 +165,24 @@ def build_colour_head(model) -> ShapeHead:
     return ShapeHead(tuple(model.config.dims), len(COLOURS))
 
 
+def build_match_head(model) -> ShapeHead:
+    """The match head: the same form, two logits (the object has the named colour / the named shape)."""
+    return ShapeHead(tuple(model.config.dims), 2)
+
+
+def named_words(sentences: list[str]) -> torch.Tensor:
+    """(n, 2) long: per sentence, the index in COLOURS of the colour word and in SHAPES of the shape word
+    that describe its target (remamber.data.synthetic.target_words), -1 where it names none."""
+    from ..data.synthetic import COLOURS, SHAPES, target_words
+
+    palette = list(COLOURS)
+    rows = []
+    for sentence in sentences:
+        colour, shape = target_words(sentence)
+        rows.append((palette.index(colour) if colour else -1, SHAPES.index(shape) if shape else -1))
+    return torch.tensor(rows, dtype=torch.long).reshape(-1, 2)
+
+
 def _object_class_loss(head: ShapeHead, feats: list[torch.Tensor], sample_images: torch.Tensor,
                        objects: ObjectShapes, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     sample, obj = objects.of_samples(sample_images)
@@ -227,3 +253,23 @@ def pixel_shape_loss(head: PixelShapeHead, feats: list[torch.Tensor], sample_ima
         zero = sum(f.sum() for f in feats) * 0.0  # keeps the graph; no object cell in the batch
         return zero, torch.tensor(float("nan"))
     return torch.stack(losses).mean(), torch.tensor(correct / counted)
+
+
+def object_match_loss(head: ShapeHead, feats: list[torch.Tensor], sample_images: torch.Tensor,
+                      objects: ObjectShapes, sample_words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean binary cross-entropy, accuracy) of "this object has the colour / the shape that the
+    sample's sentence names", for every object of the batch's images (objects built with colours=True;
+    sample_words (B, 2): named_words of the batch's sentences). Answers the sentence does not ask
+    (-1: no colour or no shape word for its target) are left out."""
+    if objects.colour is None:
+        raise ValueError("the object match loss needs ObjectShapes built with colours=True")
+    sample, obj = objects.of_samples(sample_images)
+    logits = head(feats, sample, objects.weights[obj])
+    words = sample_words[sample]
+    target = torch.stack([objects.colour[obj] == words[:, 0], objects.label[obj] == words[:, 1]], 1).float()
+    asked = words >= 0
+    if not bool(asked.any()):
+        return logits.sum() * 0.0, torch.tensor(float("nan"))
+    picked, wanted = logits[asked], target[asked]
+    loss = F.binary_cross_entropy_with_logits(picked, wanted)
+    return loss, ((picked > 0).float() == wanted).float().mean()
