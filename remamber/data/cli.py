@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int_type("--seed", minimum=0, maximum=2**63 - 1), default=0, help="the same seed and image count give byte-identical files")
     parser.add_argument("--dataset", default="refcoco", help="name of the dataset folder (refcoco, refcoco+, refcocog)")
     parser.add_argument("--generator-version", type=int, choices=tuple(SIZE_CLASSES_BY_VERSION), default=GENERATOR_VERSION,
-                        help="object sizes: 1 (the demo checkpoint's data) or 2 (objects about 1.65x larger; "
-                             "docs/TRAINING.md)")
+                        help="object sizes: 2 (the demo checkpoint's data) or 1 (objects about 1/1.65 the size: "
+                             "the default before 2026-12-05; docs/TRAINING.md)")
 
 
 def run(args) -> int:
