@@ -110,9 +110,7 @@ def run_level(url: str, model: str, concurrency: int, total: int, image_bytes: b
     for t in threads:
         t.join()
     wall_s = time.perf_counter() - t0
-    after = serve_client.batch_counts(stats_client, model)
-    batches = {size: after.get(size, 0) - before.get(size, 0) for size in sorted(set(after) | set(before))}
-    batches = {size: n for size, n in batches.items() if n > 0}
+    batches = serve_client.executions_since(stats_client, model, before, served_at_least=len(latencies))
     executions = sum(batches.values())
     served = sum(size * n for size, n in batches.items())
     return {

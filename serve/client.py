@@ -135,6 +135,27 @@ def batch_counts(client, model: str) -> dict[int, int]:
     return counts
 
 
+# How long executions_since waits for Triton's statistics to count the last executions.
+STATS_SETTLE_S = 10.0
+
+
+def executions_since(client, model: str, before: dict[int, int], served_at_least: int,
+                     settle_s: float = STATS_SETTLE_S) -> dict[int, int]:
+    """{batch size: executions} since the ``before`` counts of batch_counts (sizes with none left out).
+    Why it polls: Triton sends the responses before it records the execution's statistics
+    (triton-inference-server/server#5670), so read at once after the last reply, the last batch can be
+    missing. The counts are read again until the executions cover ``served_at_least`` images (the
+    replies received) or ``settle_s`` has passed; then the caller's check sees the shortfall."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        after = batch_counts(client, model)
+        batches = {size: after.get(size, 0) - before.get(size, 0) for size in sorted(set(after) | set(before))}
+        batches = {size: n for size, n in batches.items() if n > 0}
+        if sum(size * n for size, n in batches.items()) >= served_at_least or time.monotonic() >= deadline:
+            return batches
+        time.sleep(0.05)
+
+
 def encode_png(image) -> bytes:
     import io
 
