@@ -47,6 +47,24 @@ def _assert_gradient_reaches_the_backbone_and_not_the_decoder(model):
     assert all(g is None or g.abs().sum() == 0 for n, g in grads.items() if n.startswith("decoder."))
 
 
+def _each_objects_logits(head, feats, rows, objects):
+    """(sample, image slot, object index, its head logits in float64) for every object of each sample's
+    image, scored one at a time on its own sample's features, in the image's object order."""
+    for b, slot in enumerate(rows.tolist()):
+        for o in objects.by_image[slot].tolist():
+            yield b, slot, o, head(feats, torch.tensor([b]), objects.weights[o:o + 1])[0].double()
+
+
+def _assert_mean_of_the_terms_and_trains(loss, accuracy, terms, right, model, head):
+    """The loss is the mean of the independently computed per-object terms, the accuracy the share of
+    right answers, and its gradient reaches the backbone and the head but not the decoder."""
+    assert loss.item() == pytest.approx(np.mean(terms), rel=1e-5)
+    assert accuracy.item() == pytest.approx(np.mean(right))
+    loss.backward()
+    _assert_gradient_reaches_the_backbone_and_not_the_decoder(model)
+    assert head.linear.weight.grad.abs().sum() > 0
+
+
 def test_objects_are_the_generators_with_their_shapes_and_coverage(data):
     from remamber.data.synthetic import COLOURS, SHAPES
 
@@ -125,17 +143,11 @@ def test_object_loss_is_the_cross_entropy_of_each_objects_class_and_reaches_only
     # independently: every object of the two images, scored on its own sample's features
     labels = objects.label if kind == "shape" else objects.colour
     picked, right = [], []
-    for b, slot in enumerate(rows.tolist()):
-        for o in objects.by_image[slot].tolist():
-            logits = head(feats, torch.tensor([b]), objects.weights[o:o + 1])[0].double()
-            picked.append(-F.log_softmax(logits, 0)[int(labels[o])].item())
-            right.append(int(logits.argmax()) == int(labels[o]))
+    for _, _, o, logits in _each_objects_logits(head, feats, rows, objects):
+        picked.append(-F.log_softmax(logits, 0)[int(labels[o])].item())
+        right.append(int(logits.argmax()) == int(labels[o]))
     assert len(picked) > 2
-    assert loss.item() == pytest.approx(np.mean(picked), rel=1e-5)
-    assert accuracy.item() == pytest.approx(np.mean(right))
-    loss.backward()
-    _assert_gradient_reaches_the_backbone_and_not_the_decoder(model)
-    assert head.linear.weight.grad.abs().sum() > 0
+    _assert_mean_of_the_terms_and_trains(loss, accuracy, picked, right, model, head)
 
 
 def test_colour_loss_refuses_objects_built_without_colours(data):
@@ -175,23 +187,18 @@ def test_match_loss_asks_each_object_whether_it_has_the_named_colour_and_shape(d
     head = build_match_head(model)
     loss, accuracy = object_match_loss(head, feats, rows, objects, words)
     terms, right = [], []
-    for b, slot in enumerate(rows.tolist()):
-        truth = drawn[split.image_ids[slot]]
-        for o, (shape, colour) in zip(objects.by_image[slot].tolist(), truth):
-            logits = head(feats, torch.tensor([b]), objects.weights[o:o + 1])[0].double()
-            for k, (asked, has) in enumerate(((int(words[b, 0]), list(COLOURS).index(colour)),
-                                              (int(words[b, 1]), SHAPES.index(shape)))):
-                if asked < 0:
-                    continue
-                want = float(asked == has)
-                terms.append(F.binary_cross_entropy_with_logits(logits[k], torch.tensor(want, dtype=torch.float64)).item())
-                right.append((logits[k].item() > 0) == bool(want))
+    truth = {slot: iter(drawn[split.image_ids[slot]]) for slot in rows.tolist()}  # generator order = object order
+    for b, slot, _, logits in _each_objects_logits(head, feats, rows, objects):
+        shape, colour = next(truth[slot])
+        for k, (asked, has) in enumerate(((int(words[b, 0]), list(COLOURS).index(colour)),
+                                          (int(words[b, 1]), SHAPES.index(shape)))):
+            if asked < 0:
+                continue
+            want = float(asked == has)
+            terms.append(F.binary_cross_entropy_with_logits(logits[k], torch.tensor(want, dtype=torch.float64)).item())
+            right.append((logits[k].item() > 0) == bool(want))
     assert len(terms) == 2 * len(drawn[split.image_ids[0]]) + len(drawn[split.image_ids[1]])
-    assert loss.item() == pytest.approx(np.mean(terms), rel=1e-5)
-    assert accuracy.item() == pytest.approx(np.mean(right))
-    loss.backward()
-    _assert_gradient_reaches_the_backbone_and_not_the_decoder(model)
-    assert head.linear.weight.grad.abs().sum() > 0
+    _assert_mean_of_the_terms_and_trains(loss, accuracy, terms, right, model, head)
 
 
 def test_match_loss_with_no_word_asked_is_zero_and_needs_colours(data):
