@@ -201,16 +201,19 @@ def test_match_loss_asks_each_object_whether_it_has_the_named_colour_and_shape(d
     _assert_mean_of_the_terms_and_trains(loss, accuracy, terms, right, model, head)
 
 
-def test_match_loss_with_no_word_asked_is_zero_and_needs_colours(data):
-    from remamber.train.objects import build_match_head, build_object_shapes, object_match_loss
+@pytest.mark.parametrize("kind", ["object", "pixel"])
+def test_match_losses_with_no_word_asked_are_zero_and_need_colours(data, kind):
+    from remamber.train import objects as module
 
+    build_head, match_loss = ((module.build_match_head, module.object_match_loss) if kind == "object" else
+                              (module.build_pixel_match_head, module.pixel_match_loss))
     _, dataset, split, objects = data
     model, feats, rows = _stage_features(split)
-    head = build_match_head(model)
-    loss, accuracy = object_match_loss(head, feats, rows, objects, torch.full((2, 2), -1))
+    head = build_head(model)
+    loss, accuracy = match_loss(head, feats, rows, objects, torch.full((2, 2), -1))
     assert loss.item() == 0.0 and math.isnan(accuracy.item())
     with pytest.raises(ValueError, match="colours=True"):
-        object_match_loss(head, feats, rows, build_object_shapes(dataset, split), torch.zeros((2, 2), dtype=torch.long))
+        match_loss(head, feats, rows, module.build_object_shapes(dataset, split), torch.zeros((2, 2), dtype=torch.long))
 
 
 def test_pixel_shape_loss_is_the_cross_entropy_of_the_object_cells_and_reaches_the_backbone(data):
@@ -237,6 +240,48 @@ def test_pixel_shape_loss_is_the_cross_entropy_of_the_object_cells_and_reaches_t
     assert 0 <= accuracy.item() <= 1
     loss.backward()
     _assert_gradient_reaches_the_backbone_and_not_the_decoder(model)
+
+
+def test_pixel_match_loss_asks_every_cell_whether_its_object_has_the_named_colour_and_shape(data):
+    """Targets from the generator's own scenes (which object has which colour and shape) and each object's
+    cell shares; per stage, the mean binary cross-entropy over the cells of the channels a word is named for."""
+    from remamber.data.synthetic import COLOURS, SHAPES
+    from remamber.train.objects import SHAPE_STAGES, build_pixel_match_head, pixel_match_loss
+
+    _, _, split, objects = data
+    model, feats, rows = _stage_features(split)
+    drawn = generator_scenes(SEED, IMAGES)
+    first = drawn[split.image_ids[0]][0]
+    words = torch.tensor([[list(COLOURS).index(first[1]), SHAPES.index(first[0])],
+                          [list(COLOURS).index(drawn[split.image_ids[1]][-1][1]), -1]])  # sample 1: a colour word only
+    head = build_pixel_match_head(model)
+    loss, accuracy = pixel_match_loss(head, feats, rows, objects, words)
+    want, right = [], []
+    for conv, s in zip(head.convs, SHAPE_STAGES):
+        logits = conv(feats[s]).double().detach().numpy()
+        h, w = logits.shape[-2:]
+        k = RES // h
+        terms = []
+        for b, slot in enumerate(rows.tolist()):
+            share = np.zeros((2, h, w))
+            for o, (shape, colour) in zip(objects.by_image[slot].tolist(), drawn[split.image_ids[slot]]):
+                cells = objects.weights[o, 0].double().numpy().reshape(h, k, w, k).mean((1, 3))
+                share[0] += cells * (list(COLOURS).index(colour) == int(words[b, 0]))
+                share[1] += cells * (SHAPES.index(shape) == int(words[b, 1]))
+            share = np.minimum(share, 1.0)
+            for c in range(2):
+                if words[b, c] < 0:
+                    continue
+                x, t = logits[b, c], share[c]
+                terms += list((np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))).ravel())
+                right += list(((x > 0) == (t >= 0.5)).ravel())
+        assert len(terms) == 3 * h * w
+        want.append(np.mean(terms))
+    assert loss.item() == pytest.approx(np.mean(want), rel=1e-5)
+    assert accuracy.item() == pytest.approx(np.mean(right), abs=1e-6)  # returned in float32
+    loss.backward()
+    _assert_gradient_reaches_the_backbone_and_not_the_decoder(model)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
 
 
 def test_forward_and_features_gives_the_forward_logits(data):
@@ -300,7 +345,8 @@ _config = _config_with(object_shape_loss=1.0)
 @pytest.mark.parametrize("option,head,logged", [("object_shape_loss", "shape_head", "shape"),
                                                  ("pixel_shape_loss", "pixel_shape_head", "pixel_shape"),
                                                  ("object_colour_loss", "colour_head", "colour"),
-                                                 ("object_match_loss", "match_head", "match")])
+                                                 ("object_match_loss", "match_head", "match"),
+                                                 ("pixel_match_loss", "pixel_match_head", "pixel_match")])
 def test_training_with_a_shape_loss_is_deterministic_resumes_exactly_and_exports_no_head(data, tmp_path, option, head,
                                                                                        logged):
     from remamber.model import build_model
@@ -368,7 +414,7 @@ def test_shape_loss_combines_with_attribute_queries(data, tmp_path):
 
     _, dataset, split, objects = data
     queries = build_queries(dataset, split)
-    for extra in (dict(pixel_shape_loss=0.5), dict(object_match_loss=0.5)):
+    for extra in (dict(pixel_shape_loss=0.5), dict(object_match_loss=0.5), dict(pixel_match_loss=0.5)):
         result = loop.train(_config(batch_size=4, steps=2, attribute_queries=0.5, **extra), split, None,
                             tmp_path / "q", say=lambda *_: None, queries=queries, objects=objects)
         assert all(math.isfinite(v) for v in result["losses"])
@@ -392,14 +438,16 @@ def test_cli_records_the_shape_loss(data, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--data", str(root), "--out", str(out), "--resolution", str(RES), "--batch-size", "2",
                  "--steps", "2", "--warmup", "1", "--object-shape-loss", "0.5", "--pixel-shape-loss", "2",
-                 "--object-colour-loss", "0.25", "--object-match-loss", "0.75", "--object-loss-features", "backbone", "--eval-every", "0",
+                 "--object-colour-loss", "0.25", "--object-match-loss", "0.75", "--pixel-match-loss", "1.5", "--object-loss-features", "backbone", "--eval-every", "0",
                  "--final-splits", "", "--threads", "1", "--no-progress"]) == 0
     meta = json.loads((out / "model_fp16.json").read_text())
     assert meta["training"]["object_shape_loss"] == 0.5 and meta["training"]["pixel_shape_loss"] == 2.0
     assert meta["training"]["object_colour_loss"] == 0.25 and meta["training"]["object_loss_features"] == "backbone"
-    assert meta["training"]["object_match_loss"] == 0.75
+    assert meta["training"]["object_match_loss"] == 0.75 and meta["training"]["pixel_match_loss"] == 1.5
     assert torch.load(out / "checkpoint.pth", weights_only=True)["config"]["object_loss_features"] == "backbone"
     assert set(torch.load(out / "checkpoint.pth", weights_only=True)["heads"]) == {"shape_head", "pixel_shape_head",
-                                                                                  "colour_head", "match_head"}
-    assert not any(k.startswith(("shape_head", "pixel_shape_head", "colour_head", "match_head", "linear", "convs")) for k in
+                                                                                  "colour_head", "match_head",
+                                                                                  "pixel_match_head"}
+    assert not any(k.startswith(("shape_head", "pixel_shape_head", "colour_head", "match_head", "pixel_match_head",
+                                 "linear", "convs")) for k in
                    torch.load(out / "model_fp16.pth", weights_only=True)["model"])

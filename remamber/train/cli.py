@@ -74,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add WEIGHT x an auxiliary loss: from the same mask-averaged features, for every object, "
                              "whether it has the colour and the shape that the sentence names for its target (not "
                              "part of the official loss; the head is not exported); 0 (default): off")
+    parser.add_argument("--pixel-match-loss", type=float_type("--pixel-match-loss", minimum=0, maximum=100.0),
+                        default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x an auxiliary loss: a 1x1 convolution tells, at every stage-1/2 feature "
+                             "cell, whether the cell lies in an object of the colour and of the shape that the "
+                             "sentence names for its target (not part of the official loss; the head is not "
+                             "exported); 0 (default): off")
     parser.add_argument("--object-loss-features", choices=("fused", "backbone"), default="fused",
                         help="which stage features the object losses read: fused (default; each stage's output "
                              "after its Twister) or backbone (the VSS-block output before the Twister, which "
@@ -201,13 +207,15 @@ def _run_with_backend(args) -> int:
         queries = build_queries(dataset, train_split)
         print(f"attribute queries: {len(queries)} on {train_split.images.shape[0]} images")
     objects = None
-    if args.object_shape_loss or args.pixel_shape_loss or args.object_colour_loss or args.object_match_loss:
+    if (args.object_shape_loss or args.pixel_shape_loss or args.object_colour_loss or args.object_match_loss
+            or args.pixel_match_loss):
         from .objects import build_object_shapes
 
-        objects = build_object_shapes(dataset, train_split,
-                                      colours=bool(args.object_colour_loss or args.object_match_loss))
+        objects = build_object_shapes(dataset, train_split, colours=bool(
+            args.object_colour_loss or args.object_match_loss or args.pixel_match_loss))
         print(f"object losses (shape {args.object_shape_loss:g}, pixel shape {args.pixel_shape_loss:g}, "
-              f"colour {args.object_colour_loss:g}, match {args.object_match_loss:g}): {len(objects)} objects on "
+              f"colour {args.object_colour_loss:g}, match {args.object_match_loss:g}, "
+              f"pixel match {args.pixel_match_loss:g}): {len(objects)} objects on "
               f"{train_split.images.shape[0]} images")
     config = TrainConfig(
         preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
@@ -216,7 +224,7 @@ def _run_with_backend(args) -> int:
         attribute_queries=args.attribute_queries, mask_resize=args.mask_resize,
         object_shape_loss=args.object_shape_loss, pixel_shape_loss=args.pixel_shape_loss,
         object_colour_loss=args.object_colour_loss, object_match_loss=args.object_match_loss,
-        object_loss_features=args.object_loss_features, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
+        pixel_match_loss=args.pixel_match_loss, object_loss_features=args.object_loss_features, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
     result = train(config, train_split, val_split, out, resume=args.resume, queries=queries, objects=objects)
@@ -244,6 +252,7 @@ def _run_with_backend(args) -> int:
                      "object_shape_loss": args.object_shape_loss, "pixel_shape_loss": args.pixel_shape_loss,
                      "object_colour_loss": args.object_colour_loss,
                      "object_match_loss": args.object_match_loss,
+                     "pixel_match_loss": args.pixel_match_loss,
                      "object_loss_features": args.object_loss_features,
                      "weight_decay": args.weight_decay, "threads": args.threads,
                      "scan_backend": ops_backend_name(),

@@ -22,7 +22,8 @@ import torch
 from ..atomic import write_text_atomic
 from .evaluate import evaluate
 from .loss import segmentation_loss
-from .objects import named_words, object_colour_loss, object_match_loss, object_shape_loss, pixel_shape_loss
+from .objects import (named_words, object_colour_loss, object_match_loss, object_shape_loss, pixel_match_loss,
+                      pixel_shape_loss)
 from .schedule import build_scheduler
 from .state import CHECKPOINT_NAME, load_training_state, save_training_state
 
@@ -35,6 +36,9 @@ SHAPE_HEAD = "shape_head"
 PIXEL_SHAPE_HEAD = "pixel_shape_head"
 COLOUR_HEAD = "colour_head"
 MATCH_HEAD = "match_head"
+PIXEL_MATCH_HEAD = "pixel_match_head"
+# the terms that also read the words each sentence names for its target (objects.named_words)
+WORD_HEADS = (MATCH_HEAD, PIXEL_MATCH_HEAD)
 CSV_FIELDS = ("step", "loss", "lr", "val_oIoU", "val_mIoU", "val_n", "elapsed_s")
 
 
@@ -79,6 +83,10 @@ class TrainConfig:
     # Why: the model follows one of the colour and shape words, never both; this asks the fused
     # features of every object whether it has the colour and the shape the sentence names.
     object_match_loss: float = 0.0
+    # Weight of the per-cell match auxiliary loss (objects.pixel_match_loss; 0: off). Also not official.
+    # Why: with the per-object match the mask still took in objects of another colour; a mask is decided
+    # cell by cell, so this asks every stage-1/2 cell whether its object has the named colour and shape.
+    pixel_match_loss: float = 0.0
     # Which stage features the object heads read (Segmenter.forward_and_features): "fused", each stage's
     # output after its Twister, or "backbone", its VSS-block output before the Twister. Why: with the
     # heads on the fused features the model learned shapes and lost the colour word (docs/TRAINING.md);
@@ -111,6 +119,8 @@ class TrainConfig:
             d["object_colour_loss"] = self.object_colour_loss
         if self.object_match_loss:
             d["object_match_loss"] = self.object_match_loss
+        if self.pixel_match_loss:
+            d["pixel_match_loss"] = self.pixel_match_loss
         if self.object_loss_features != "fused":
             d["object_loss_features"] = self.object_loss_features
         return d
@@ -169,10 +179,11 @@ class GroupedBatches:
 def build(config: TrainConfig):
     """(model, optimizer, scheduler, heads): heads holds the training-only modules by name (the shape
     heads of config.object_shape_loss and pixel_shape_loss, the colour head of object_colour_loss, the
-    match head of object_match_loss),
+    match heads of object_match_loss and pixel_match_loss),
     trained by the same optimizer."""
     from ..model import build_model
-    from .objects import build_colour_head, build_match_head, build_pixel_shape_head, build_shape_head
+    from .objects import (build_colour_head, build_match_head, build_pixel_match_head, build_pixel_shape_head,
+                          build_shape_head)
 
     model = build_model(config.variant, config.preset, seed=config.seed).train()
     heads = {}
@@ -192,6 +203,10 @@ def build(config: TrainConfig):
         with torch.random.fork_rng():
             torch.manual_seed(config.seed + 2)
             heads[MATCH_HEAD] = build_match_head(model).train()
+    if config.pixel_match_loss:
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed + 3)
+            heads[PIXEL_MATCH_HEAD] = build_pixel_match_head(model).train()
     if config.text_encoder_lr_mult == 1.0 and not heads:  # one group, as runs before the options (resumable)
         groups = model.parameters()
     else:
@@ -249,9 +264,11 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     out.mkdir(parents=True, exist_ok=True)
     model, optimizer, scheduler, heads = build(config)
     if heads and (objects is None or not len(objects)):
-        raise ValueError("config.object_shape_loss, pixel_shape_loss, object_colour_loss or object_match_loss is set "
+        raise ValueError("an object loss (config.object_shape_loss, pixel_shape_loss, object_colour_loss, "
+                         "object_match_loss or pixel_match_loss) is set "
                          "but no objects were given")
-    for name, option in ((COLOUR_HEAD, "object_colour_loss"), (MATCH_HEAD, "object_match_loss")):
+    for name, option in ((COLOUR_HEAD, "object_colour_loss"), (MATCH_HEAD, "object_match_loss"),
+                         (PIXEL_MATCH_HEAD, "pixel_match_loss")):
         if name in heads and objects.colour is None:
             raise ValueError(f"config.{option} is set but the objects were built without colours")
     start = 0
@@ -282,10 +299,12 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
                  ((SHAPE_HEAD, config.object_shape_loss, object_shape_loss),
                   (PIXEL_SHAPE_HEAD, config.pixel_shape_loss, pixel_shape_loss),
                   (COLOUR_HEAD, config.object_colour_loss, object_colour_loss),
-                  (MATCH_HEAD, config.object_match_loss, object_match_loss)) if name in heads]
-    # the words each sentence (and query) names for its target, for the match loss
-    words = named_words(train_split.sentences) if MATCH_HEAD in heads else None
-    query_words = named_words(queries.sentences) if MATCH_HEAD in heads and n_queries else None
+                  (MATCH_HEAD, config.object_match_loss, object_match_loss),
+                  (PIXEL_MATCH_HEAD, config.pixel_match_loss, pixel_match_loss)) if name in heads]
+    # the words each sentence (and query) names for its target, for the match losses
+    reads_words = any(name in heads for name in WORD_HEADS)
+    words = named_words(train_split.sentences) if reads_words else None
+    query_words = named_words(queries.sentences) if reads_words and n_queries else None
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not config.progress,
                dynamic_ncols=True)
     try:
@@ -313,7 +332,7 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
             segmentation = segmentation_loss(logits, masks)
             loss = segmentation
             for name, weight, term in aux_terms:
-                extra = (sample_words,) if name == MATCH_HEAD else ()
+                extra = (sample_words,) if name in WORD_HEADS else ()
                 ce, accuracy = term(heads[name], feats, sample_images, objects, *extra)
                 loss = loss + weight * ce
                 aux_windows[name].append((float(ce.item()), float(accuracy.item())))

@@ -273,3 +273,51 @@ def object_match_loss(head: ShapeHead, feats: list[torch.Tensor], sample_images:
     picked, wanted = logits[asked], target[asked]
     loss = F.binary_cross_entropy_with_logits(picked, wanted)
     return loss, ((picked > 0).float() == wanted).float().mean()
+
+
+class PixelMatchHead(PixelShapeHead):
+    """A 1x1 convolution per stage of SHAPE_STAGES, two logits per feature cell: the cell lies in an
+    object of the colour / of the shape that the sentence names for its target."""
+
+
+def build_pixel_match_head(model) -> PixelMatchHead:
+    return PixelMatchHead(tuple(model.config.dims), 2)
+
+
+def named_cover(objects: ObjectShapes, sample_images: torch.Tensor, sample_words: torch.Tensor) -> torch.Tensor:
+    """(B, 2, S, S) float32: per sample, the share of each target cell covered by objects of its image that
+    have the colour (channel 0) / the shape (channel 1) its sentence names (sample_words as named_words;
+    a channel whose word is -1 stays zero). Overlapping objects count at most the whole cell."""
+    if objects.colour is None:
+        raise ValueError("the pixel match loss needs ObjectShapes built with colours=True")
+    sample, obj = objects.of_samples(sample_images)
+    words = sample_words[sample]
+    has = torch.stack([objects.colour[obj] == words[:, 0], objects.label[obj] == words[:, 1]], 1).float()
+    size = objects.weights.shape[-2:]
+    cover = torch.zeros(len(sample_images), 2, *size)
+    cover.index_add_(0, sample, objects.weights[obj].float() * has[:, :, None, None])
+    return cover.clamp(max=1.0)
+
+
+def pixel_match_loss(head: PixelMatchHead, feats: list[torch.Tensor], sample_images: torch.Tensor,
+                     objects: ObjectShapes, sample_words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(binary cross-entropy, accuracy) of "this cell lies in an object of the named colour / shape", at
+    every stage-1/2 feature cell of every sample (objects built with colours=True; sample_words (B, 2) as
+    named_words). The target is the cell's covered share (named_cover, area-resized to the cell grid);
+    a channel whose word the sentence does not name is left out; accuracy counts logit > 0 against
+    share >= 0.5. Why per cell: object_match_loss asks the object's average, and the mask still took in
+    objects of another colour in 12 % of val sentences; a mask is decided cell by cell, so every cell of
+    an object should know whether that object has the colour the sentence asks for."""
+    cover = named_cover(objects, sample_images, sample_words)
+    asked = (sample_words >= 0).float()[:, :, None, None]  # (B, 2, 1, 1)
+    if not bool(asked.any()):
+        return sum(f.sum() for f in feats) * 0.0, torch.tensor(float("nan"))
+    losses, correct, counted = [], 0.0, 0.0
+    for logits in head(feats):
+        target = F.interpolate(cover, size=tuple(logits.shape[-2:]), mode="area")
+        weight = asked.expand_as(target)
+        per_cell = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        losses.append((per_cell * weight).sum() / weight.sum())
+        correct += float((((logits > 0) == (target >= 0.5)).float() * weight).sum())
+        counted += float(weight.sum())
+    return torch.stack(losses).mean(), torch.tensor(correct / counted)
