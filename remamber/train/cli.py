@@ -164,7 +164,7 @@ def _run_with_backend(args) -> int:
     from .curve import plot_curve
     from .data import load_split
     from .evaluate import evaluate
-    from .loop import TrainConfig, train
+    from .loop import AUX_TERMS, TrainConfig, train
     from .state import EXPORT_NAME, export_fp16
 
     torch.set_num_threads(args.threads)
@@ -207,12 +207,11 @@ def _run_with_backend(args) -> int:
         queries = build_queries(dataset, train_split)
         print(f"attribute queries: {len(queries)} on {train_split.images.shape[0]} images")
     objects = None
-    if (args.object_shape_loss or args.pixel_shape_loss or args.object_colour_loss or args.object_match_loss
-            or args.pixel_match_loss):
+    if any(getattr(args, term.option) for term in AUX_TERMS):
         from .objects import build_object_shapes
 
-        objects = build_object_shapes(dataset, train_split, colours=bool(
-            args.object_colour_loss or args.object_match_loss or args.pixel_match_loss))
+        objects = build_object_shapes(dataset, train_split, colours=any(
+            getattr(args, term.option) for term in AUX_TERMS if term.needs_colours))
         print(f"object losses (shape {args.object_shape_loss:g}, pixel shape {args.pixel_shape_loss:g}, "
               f"colour {args.object_colour_loss:g}, match {args.object_match_loss:g}, "
               f"pixel match {args.pixel_match_loss:g}): {len(objects)} objects on "

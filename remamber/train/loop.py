@@ -22,8 +22,8 @@ import torch
 from ..atomic import write_text_atomic
 from .evaluate import evaluate
 from .loss import segmentation_loss
-from .objects import (named_words, object_colour_loss, object_match_loss, object_shape_loss, pixel_match_loss,
-                      pixel_shape_loss)
+from . import objects as object_terms
+from .objects import named_words
 from .schedule import build_scheduler
 from .state import CHECKPOINT_NAME, load_training_state, save_training_state
 
@@ -37,8 +37,36 @@ PIXEL_SHAPE_HEAD = "pixel_shape_head"
 COLOUR_HEAD = "colour_head"
 MATCH_HEAD = "match_head"
 PIXEL_MATCH_HEAD = "pixel_match_head"
-# the terms that also read the words each sentence names for its target (objects.named_words)
-WORD_HEADS = (MATCH_HEAD, PIXEL_MATCH_HEAD)
+
+
+@dataclass(frozen=True)
+class AuxTerm:
+    """One training-only auxiliary term of remamber/train/objects.py: its head's name (the key in the
+    checkpoint's "heads" and the prefix of its logged columns), the TrainConfig field of its weight,
+    the offset added to the seed that initialises its head, the head builder and the loss, whether the
+    objects must carry colours, and whether the loss also reads each sample's named words."""
+
+    head: str
+    option: str
+    seed_offset: int
+    build_head: object
+    loss: object
+    needs_colours: bool = False
+    reads_words: bool = False
+
+
+# The auxiliary terms, in the order their heads are built, given optimizer groups and added to the loss.
+AUX_TERMS = (
+    AuxTerm(SHAPE_HEAD, "object_shape_loss", 0, object_terms.build_shape_head, object_terms.object_shape_loss),
+    AuxTerm(PIXEL_SHAPE_HEAD, "pixel_shape_loss", 0, object_terms.build_pixel_shape_head,
+            object_terms.pixel_shape_loss),
+    AuxTerm(COLOUR_HEAD, "object_colour_loss", 1, object_terms.build_colour_head, object_terms.object_colour_loss,
+            needs_colours=True),
+    AuxTerm(MATCH_HEAD, "object_match_loss", 2, object_terms.build_match_head, object_terms.object_match_loss,
+            needs_colours=True, reads_words=True),
+    AuxTerm(PIXEL_MATCH_HEAD, "pixel_match_loss", 3, object_terms.build_pixel_match_head,
+            object_terms.pixel_match_loss, needs_colours=True, reads_words=True),
+)
 CSV_FIELDS = ("step", "loss", "lr", "val_oIoU", "val_mIoU", "val_n", "elapsed_s")
 
 
@@ -182,31 +210,14 @@ def build(config: TrainConfig):
     match heads of object_match_loss and pixel_match_loss),
     trained by the same optimizer."""
     from ..model import build_model
-    from .objects import (build_colour_head, build_match_head, build_pixel_match_head, build_pixel_shape_head,
-                          build_shape_head)
 
     model = build_model(config.variant, config.preset, seed=config.seed).train()
     heads = {}
-    if config.object_shape_loss:
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
-            heads[SHAPE_HEAD] = build_shape_head(model).train()
-    if config.pixel_shape_loss:
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
-            heads[PIXEL_SHAPE_HEAD] = build_pixel_shape_head(model).train()
-    if config.object_colour_loss:
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed + 1)  # not the shape head's initialisation
-            heads[COLOUR_HEAD] = build_colour_head(model).train()
-    if config.object_match_loss:
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed + 2)
-            heads[MATCH_HEAD] = build_match_head(model).train()
-    if config.pixel_match_loss:
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed + 3)
-            heads[PIXEL_MATCH_HEAD] = build_pixel_match_head(model).train()
+    for term in AUX_TERMS:
+        if getattr(config, term.option):
+            with torch.random.fork_rng():  # each head from its own seed, the model's RNG state untouched
+                torch.manual_seed(config.seed + term.seed_offset)
+                heads[term.head] = term.build_head(model).train()
     if config.text_encoder_lr_mult == 1.0 and not heads:  # one group, as runs before the options (resumable)
         groups = model.parameters()
     else:
@@ -267,10 +278,10 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
         raise ValueError("an object loss (config.object_shape_loss, pixel_shape_loss, object_colour_loss, "
                          "object_match_loss or pixel_match_loss) is set "
                          "but no objects were given")
-    for name, option in ((COLOUR_HEAD, "object_colour_loss"), (MATCH_HEAD, "object_match_loss"),
-                         (PIXEL_MATCH_HEAD, "pixel_match_loss")):
-        if name in heads and objects.colour is None:
-            raise ValueError(f"config.{option} is set but the objects were built without colours")
+    aux_terms = [term for term in AUX_TERMS if term.head in heads]
+    for term in aux_terms:
+        if term.needs_colours and objects.colour is None:
+            raise ValueError(f"config.{term.option} is set but the objects were built without colours")
     start = 0
     if resume is not None:
         start = load_training_state(resume, model, optimizer, scheduler, config.as_dict(), heads)
@@ -295,14 +306,8 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     window: list[float] = []
     # per head: (cross-entropy, accuracy) of the steps since the last logged row
     aux_windows: dict[str, list[tuple[float, float]]] = {name: [] for name in heads}
-    aux_terms = [(name, weight, fn) for name, weight, fn in
-                 ((SHAPE_HEAD, config.object_shape_loss, object_shape_loss),
-                  (PIXEL_SHAPE_HEAD, config.pixel_shape_loss, pixel_shape_loss),
-                  (COLOUR_HEAD, config.object_colour_loss, object_colour_loss),
-                  (MATCH_HEAD, config.object_match_loss, object_match_loss),
-                  (PIXEL_MATCH_HEAD, config.pixel_match_loss, pixel_match_loss)) if name in heads]
     # the words each sentence (and query) names for its target, for the match losses
-    reads_words = any(name in heads for name in WORD_HEADS)
+    reads_words = any(term.reads_words for term in aux_terms)
     words = named_words(train_split.sentences) if reads_words else None
     query_words = named_words(queries.sentences) if reads_words and n_queries else None
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not config.progress,
@@ -331,11 +336,11 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
                 logits = model(images, ids, attention)
             segmentation = segmentation_loss(logits, masks)
             loss = segmentation
-            for name, weight, term in aux_terms:
-                extra = (sample_words,) if name in WORD_HEADS else ()
-                ce, accuracy = term(heads[name], feats, sample_images, objects, *extra)
-                loss = loss + weight * ce
-                aux_windows[name].append((float(ce.item()), float(accuracy.item())))
+            for term in aux_terms:
+                extra = (sample_words,) if term.reads_words else ()
+                ce, accuracy = term.loss(heads[term.head], feats, sample_images, objects, *extra)
+                loss = loss + getattr(config, term.option) * ce
+                aux_windows[term.head].append((float(ce.item()), float(accuracy.item())))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
