@@ -317,6 +317,9 @@ def test_text_encoder_lr_mult_gives_the_text_encoder_its_own_group():
     (["--steps", "5", "--warmup", "5"], "--warmup 5 must be below --steps 5"),
     (["--resume", "/nonexistent/ckpt.pth"], "no such file"),
     (["--batch-size", "6", "--sentences-per-image", "4"], "--batch-size 6 is not a multiple of --sentences-per-image 4"),
+    (["--object-shape-loss-start", "5"], "--object-shape-loss-start needs --object-shape-loss WEIGHT"),
+    (["--steps", "5", "--warmup", "1", "--object-shape-loss", "1", "--object-shape-loss-start", "5"],
+     "--object-shape-loss-start 5 must be below --steps 5"),
 ])
 def test_cli_refuses_bad_input(tmp_path, capsys, argv, message):
     from remamber.cli import main
@@ -476,3 +479,60 @@ def test_training_refuses_targets_resized_otherwise_than_configured(tiny_data, t
     _, train_split, _ = tiny_data  # loaded with the default, nearest
     with pytest.raises(ValueError, match="resized with 'nearest', the config says 'area'"):
         train(_config(steps=2, mask_resize="area"), train_split, None, tmp_path / "a", say=lambda *_: None)
+
+
+def test_match_probe_finds_a_comparison_where_the_features_make_it_and_none_in_constant_ones(tmp_path):
+    """remamber.train.probe.match_features / match_decodability / match_head_accuracy with a stand-in
+    model: its "corr" tap compares every pixel with the colour the sentence names (minus the distance to
+    that palette colour, a function of image and sentence), its "backbone" tap is constant. The colour
+    question is answered from the first on held-out sentences and not from the second, which scores the
+    share of "no" only; a head reading the comparison channel gets the same answers, and its negation the
+    opposite ones."""
+    import torch.nn.functional as F
+
+    from remamber import tokenizer
+    from remamber.data.refcoco import RefDataset
+    from remamber.data.synthetic import COLOURS, generate, target_words
+    from remamber.imageio import MEAN, STD
+    from remamber.train.objects import SHAPE_STAGES, ShapeHead
+    from remamber.train.probe import match_decodability, match_features, match_head_accuracy
+
+    generate(tmp_path, images=60, seed=4)
+    dataset = RefDataset(tmp_path)
+    named = {}  # token ids -> the sentence's named colour, normalised as the model's input
+    for sample in (*dataset.samples("train"), *dataset.samples("val")):
+        colour = target_words(sample.sentence)[0]
+        ids = tuple(tokenizer.tokenize([sample.sentence])[0][0].tolist())
+        rgb = torch.tensor(COLOURS[colour] if colour else (0, 0, 0), dtype=torch.float32) / 255
+        named[ids] = (rgb - torch.tensor(MEAN)) / torch.tensor(STD)
+
+    class Comparer:
+        def forward_and_taps(self, image, ids, attention):
+            want = torch.stack([named[tuple(row.tolist())] for row in ids])[:, :, None, None]
+            close = -(image - want).abs().sum(1, keepdim=True)
+            # stage 1 at full resolution: the objects' edges blend with the background less
+            taps = {"corr": [F.avg_pool2d(close, k) for k in (1, 2, 16, 32)],
+                    "backbone": [torch.ones(image.shape[0], 2, image.shape[2] // k, image.shape[3] // k)
+                                 for k in (1, 2, 16, 32)]}
+            taps["fused"] = taps["corr"]
+            return None, taps
+
+    fit = match_features(Comparer(), dataset, "train", 64)
+    test = match_features(Comparer(), dataset, "val", 64)
+    found = match_decodability(fit, test)
+    assert found["colour_n"] > 20 and 0.5 < found["colour_no"] < 0.95
+    assert set(found["probes"]) == {(tap, s) for tap in ("backbone", "corr", "fused") for s in SHAPE_STAGES}
+    for s in SHAPE_STAGES:
+        assert found["probes"][("corr", s)]["colour"] >= 0.9
+        assert found["probes"][("backbone", s)]["colour"] == pytest.approx(found["colour_no"])
+    head = ShapeHead((1, 1, 1, 1), 2)
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+        head.linear.bias.copy_(torch.tensor([0.5, -1.0]))  # stage-1 distance below 0.5: "has the colour"
+    right = match_head_accuracy(head, *test, "corr")
+    assert right["colour"] >= 0.9
+    assert right["shape"] == pytest.approx(found["shape_no"])  # its shape logit is -1: always "no"
+    with torch.no_grad():
+        head.linear.weight.neg_()
+        head.linear.bias.neg_()
+    assert match_head_accuracy(head, *test, "corr")["colour"] <= 0.1

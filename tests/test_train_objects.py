@@ -7,6 +7,7 @@ enters the exported weights.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -328,6 +329,63 @@ def test_backbone_features_are_each_stages_block_output_before_its_twister(data)
         model.forward_and_features(*args, features="twister")
 
 
+def test_corr_taps_are_each_stages_local_text_fusion_output(data):
+    """forward_and_taps's "corr" is what each stage's ImageTextCorr returns (read with forward hooks), with
+    the forward's logits, and a match loss on it reaches the local text fusion of the stages it reads, and
+    neither their Twisters nor the decoder (the Twister of stage s - 1 only through stage s's input)."""
+    from remamber.model import build_model
+    from remamber.train.objects import SHAPE_STAGES, build_match_head, named_words, object_match_loss
+
+    _, _, split, objects = data
+    model = build_model("conv", "tiny", seed=0).train()
+    args = (split.images[:2], split.input_ids[:2], split.attention_mask[:2])
+    hooked = []
+    handles = [m.register_forward_hook(lambda m, i, o: hooked.append(o)) for m in model.backbone.local_text_fusion]
+    logits, taps = model.forward_and_taps(*args)
+    for h in handles:
+        h.remove()
+    assert sorted(taps) == ["backbone", "corr", "fused"]
+    assert len(taps["corr"]) == len(hooked) == 4 and all(a is b for a, b in zip(taps["corr"], hooked))
+    assert torch.equal(logits, model.forward_and_features(*args)[0])
+    assert [f.shape[1] for f in taps["corr"]] == list(model.config.dims)
+    words = named_words(split.sentences[:2])
+    loss, _ = object_match_loss(build_match_head(model), taps["corr"], split.image_index[:2], objects, words)
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    reached = lambda prefix: any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith(prefix))
+    last = max(SHAPE_STAGES)
+    assert all(reached(f"backbone.local_text_fusion.{s}") for s in SHAPE_STAGES) and reached("text_encoder.")
+    assert reached(f"backbone.multimodal_blocks.{last - 1}")  # feeds stage `last` through the downsample
+    assert not reached(f"backbone.multimodal_blocks.{last}") and not reached(f"backbone.text_guidencee.{last}")
+    assert not reached(f"backbone.local_text_fusion.{last + 1}") and not reached("decoder.")
+
+
+def test_the_fusion_match_term_reads_the_local_text_fusion_outputs(data, tmp_path, monkeypatch):
+    """In the loop, --fusion-match-loss's head gets the very tensors the ImageTextCorr modules returned in
+    that step's forward, and --object-match-loss's head the stage outputs (not those)."""
+    from remamber.model import fusion
+    from remamber.train import loop
+
+    _, _, split, objects = data
+    returned, seen = [], {}
+    forward = fusion.ImageTextCorr.forward
+    monkeypatch.setattr(fusion.ImageTextCorr, "forward",
+                        lambda self, img, l_feats: returned.append(forward(self, img, l_feats)) or returned[-1])
+
+    def recording(term):
+        def loss(head, feats, *rest):
+            seen.setdefault(term.head, []).append(list(feats))
+            return term.loss(head, feats, *rest)
+        return dataclasses.replace(term, loss=loss)
+
+    monkeypatch.setattr(loop, "AUX_TERMS", tuple(recording(t) for t in loop.AUX_TERMS))
+    loop.train(_config(steps=1, object_shape_loss=0.0, object_match_loss=1.0, fusion_match_loss=1.0), split, None,
+               tmp_path / "t", say=lambda *_: None, objects=objects)
+    assert len(returned) == 4  # one training forward, no evaluation
+    assert all(a is b for a, b in zip(seen[loop.FUSION_MATCH_HEAD][0], returned))
+    assert not any(a is b for a, b in zip(seen[loop.MATCH_HEAD][0], returned))
+
+
 def _config_with(**defaults):
     def make(**kw):
         from remamber.train.loop import TrainConfig
@@ -346,7 +404,8 @@ _config = _config_with(object_shape_loss=1.0)
                                                  ("pixel_shape_loss", "pixel_shape_head", "pixel_shape"),
                                                  ("object_colour_loss", "colour_head", "colour"),
                                                  ("object_match_loss", "match_head", "match"),
-                                                 ("pixel_match_loss", "pixel_match_head", "pixel_match")])
+                                                 ("pixel_match_loss", "pixel_match_head", "pixel_match"),
+                                                 ("fusion_match_loss", "fusion_match_head", "fusion_match")])
 def test_training_with_a_shape_loss_is_deterministic_resumes_exactly_and_exports_no_head(data, tmp_path, option, head,
                                                                                        logged):
     from remamber.model import build_model
@@ -408,13 +467,34 @@ def test_backbone_features_change_the_trajectory_and_a_resume_must_keep_them(dat
         loop.train(_config(steps=3), split, None, tmp_path / "r", resume=tmp_path / "b" / "checkpoint.pth", **quiet)
 
 
+def test_a_shape_loss_start_leaves_the_first_steps_to_the_other_terms(data, tmp_path):
+    """--object-shape-loss-start 2: steps 0-1 are those of the run without the shape loss (same match term),
+    from step 2 on the shape loss counts and is logged; a resume must keep the start."""
+    from remamber.train import loop
+
+    _, _, split, objects = data
+    quiet = dict(say=lambda *_: None, objects=objects)
+    later = loop.train(_config(object_match_loss=1.0, object_shape_loss_start=2), split, None, tmp_path / "s", **quiet)
+    without = loop.train(_config(object_match_loss=1.0, object_shape_loss=0.0), split, None, tmp_path / "w", **quiet)
+    always = loop.train(_config(object_match_loss=1.0), split, None, tmp_path / "a", **quiet)
+    assert later["losses"][:3] == without["losses"][:3]  # step 2's loss is computed before its update
+    assert later["losses"][3] != without["losses"][3] and later["losses"][1:3] != always["losses"][1:3]
+    rows = [json.loads(x) for x in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    assert ["shape_loss" in r for r in rows] == [False, False, True, True]
+    assert all("match_loss" in r for r in rows)
+    with pytest.raises(InputError, match="object_shape_loss_start: checkpoint 2, now None"):
+        loop.train(_config(object_match_loss=1.0), split, None, tmp_path / "r",
+                   resume=tmp_path / "s" / "checkpoint.pth", **quiet)
+
+
 def test_shape_loss_combines_with_attribute_queries(data, tmp_path):
     from remamber.train import loop
     from remamber.train.queries import build_queries
 
     _, dataset, split, objects = data
     queries = build_queries(dataset, split)
-    for extra in (dict(pixel_shape_loss=0.5), dict(object_match_loss=0.5), dict(pixel_match_loss=0.5)):
+    for extra in (dict(pixel_shape_loss=0.5), dict(object_match_loss=0.5), dict(pixel_match_loss=0.5),
+                  dict(fusion_match_loss=0.5)):
         result = loop.train(_config(batch_size=4, steps=2, attribute_queries=0.5, **extra), split, None,
                             tmp_path / "q", say=lambda *_: None, queries=queries, objects=objects)
         assert all(math.isfinite(v) for v in result["losses"])
@@ -438,16 +518,20 @@ def test_cli_records_the_shape_loss(data, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--data", str(root), "--out", str(out), "--resolution", str(RES), "--batch-size", "2",
                  "--steps", "2", "--warmup", "1", "--object-shape-loss", "0.5", "--pixel-shape-loss", "2",
-                 "--object-colour-loss", "0.25", "--object-match-loss", "0.75", "--pixel-match-loss", "1.5", "--object-loss-features", "backbone", "--eval-every", "0",
+                 "--object-colour-loss", "0.25", "--object-match-loss", "0.75", "--pixel-match-loss", "1.5", "--fusion-match-loss", "3",
+                 "--object-loss-features", "backbone", "--eval-every", "0",
                  "--final-splits", "", "--threads", "1", "--no-progress"]) == 0
     meta = json.loads((out / "model_fp16.json").read_text())
     assert meta["training"]["object_shape_loss"] == 0.5 and meta["training"]["pixel_shape_loss"] == 2.0
     assert meta["training"]["object_colour_loss"] == 0.25 and meta["training"]["object_loss_features"] == "backbone"
     assert meta["training"]["object_match_loss"] == 0.75 and meta["training"]["pixel_match_loss"] == 1.5
+    assert meta["training"]["fusion_match_loss"] == 3.0
     assert torch.load(out / "checkpoint.pth", weights_only=True)["config"]["object_loss_features"] == "backbone"
     assert set(torch.load(out / "checkpoint.pth", weights_only=True)["heads"]) == {"shape_head", "pixel_shape_head",
                                                                                   "colour_head", "match_head",
-                                                                                  "pixel_match_head"}
+                                                                                  "pixel_match_head",
+                                                                                  "fusion_match_head"}
     assert not any(k.startswith(("shape_head", "pixel_shape_head", "colour_head", "match_head", "pixel_match_head",
+                                 "fusion_match_head",
                                  "linear", "convs")) for k in
                    torch.load(out / "model_fp16.pth", weights_only=True)["model"])

@@ -82,20 +82,23 @@ class ReMamberBackbone(nn.Module):
         )
 
     def forward(self, image: torch.Tensor, l_feats: torch.Tensor, pooled: torch.Tensor,
-                inner_out: list | None = None) -> list[torch.Tensor]:
+                taps: dict | None = None) -> list[torch.Tensor]:
         """image (B,3,S,S), l_feats (B,T,text_dim), pooled (B,text_dim) -> 4 stage features (B,C_s,S/2^(s+2),.).
 
-        inner_out: when a list, each stage's VSS-block output (before its Twister fuses the text) is
-        appended to it; training's auxiliary targets can read those (remamber/train/objects.py)."""
+        taps: when a dict, it receives per stage, in lists, "backbone": the VSS-block output (before
+        the Twister fuses the text) and "corr": the local text fusion's output (ImageTextCorr, the
+        per-pixel image-token products); training's auxiliary targets can read those
+        (remamber/train/objects.py)."""
         x = self.patch_embed(image)
         outs = []
         for s, stage in enumerate(self.layers):
             inner = stage.blocks(x)
-            if inner_out is not None:
-                inner_out.append(inner)
             # The official forward_layer also downsamples `inner` here and discards the result.
             g = broadcast_hw(self.text_guidencee[s](pooled), inner)
             l = self.local_text_fusion[s](inner, l_feats)
+            if taps is not None:
+                taps.setdefault("backbone", []).append(inner)
+                taps.setdefault("corr", []).append(l)
             img = self.multimodal_blocks[s](inner, g, l)
             outs.append(img)
             x = stage.downsample(img)

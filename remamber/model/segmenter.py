@@ -11,6 +11,9 @@ from .inputs import validate_inputs
 from .presets import ModelConfig
 from .text_encoder import build_text_encoder, encode_text
 
+# The per-stage tensors forward_and_taps returns (training's auxiliary targets read them).
+FEATURE_TAPS = ("fused", "backbone", "corr")
+
 
 class ReMamber(nn.Module):
     """``model(image, input_ids, attention_mask) -> logits`` (float32, full input resolution).
@@ -36,28 +39,37 @@ class ReMamber(nn.Module):
         return self._encode(image, input_ids, attention_mask)[0]
 
     def forward(self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.forward_and_features(image, input_ids, attention_mask)[0]
+        # No taps: inference and export keep no extra references to the stage tensors.
+        return self._decode(*self._encode(image, input_ids, attention_mask))
 
     def forward_and_features(self, image, input_ids, attention_mask,
                              features: str = "fused") -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(logits, four stage features) from one pass: training's auxiliary targets read the
         features the logits were computed from (remamber/train/objects.py). features="fused": each
         stage's output after its Twister (depends on the sentence); "backbone": each stage's VSS-block
-        output before the Twister (depends on the sentence only through the earlier stages' Twisters)."""
-        if features not in ("fused", "backbone"):
-            raise ValueError(f"features={features!r}: use 'fused' or 'backbone'")
-        # Collected only when asked: plain forward (inference, export) keeps no extra references.
-        inner: list[torch.Tensor] | None = [] if features == "backbone" else None
-        feats, l_feats = self._encode(image, input_ids, attention_mask, inner)
-        logits = self.decoder(feats[::-1], l_feats)
+        output before the Twister (depends on the sentence only through the earlier stages' Twisters);
+        "corr": each stage's local text fusion output (ImageTextCorr: image-token products)."""
+        if features not in FEATURE_TAPS:
+            raise ValueError(f"features={features!r}: use one of {', '.join(map(repr, FEATURE_TAPS))}")
+        logits, taps = self.forward_and_taps(image, input_ids, attention_mask)
+        return logits, taps[features]
+
+    def forward_and_taps(self, image, input_ids, attention_mask) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
+        """(logits, {name: four stage tensors} for every name of FEATURE_TAPS) from one pass."""
+        taps: dict[str, list[torch.Tensor]] = {}
+        feats, l_feats = self._encode(image, input_ids, attention_mask, taps)
+        taps["fused"] = feats
+        return self._decode(feats, l_feats), taps
+
+    def _decode(self, feats: list[torch.Tensor], l_feats: torch.Tensor) -> torch.Tensor:
         # BaseSegmenter's final resize to the input size (bilinear, align_corners=True) is an
         # exact identity here: both decoders already return S x S.
-        return logits.float(), (feats if features == "fused" else inner)
+        return self.decoder(feats[::-1], l_feats).float()
 
-    def _encode(self, image, input_ids, attention_mask, inner_out: list | None = None):
+    def _encode(self, image, input_ids, attention_mask, taps: dict | None = None):
         validate_inputs(image, input_ids, attention_mask, self.config.num_tokens)
         l_feats, pooled = self.encode_text(input_ids, attention_mask.long())
-        return self.backbone(image.to(self._dtype()), l_feats, pooled, inner_out), l_feats
+        return self.backbone(image.to(self._dtype()), l_feats, pooled, taps), l_feats
 
     def _dtype(self) -> torch.dtype:
         return self.backbone.patch_embed[0].weight.dtype

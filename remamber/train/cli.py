@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "synthetic dataset's images from the stage-1/2 features averaged over its mask "
                              "(not part of the official loss; the head is not exported; docs/TRAINING.md); "
                              "0 (default): the official loss alone")
+    parser.add_argument("--object-shape-loss-start", type=int_type("--object-shape-loss-start", minimum=0), default=0,
+                        metavar="STEP",
+                        help="the first step at which --object-shape-loss counts (default 0: from the start); "
+                             "before it the model learns from the other terms (docs/TRAINING.md, two phases)")
     parser.add_argument("--pixel-shape-loss", type=float_type("--pixel-shape-loss", minimum=0, maximum=100.0),
                         default=0.0, metavar="WEIGHT",
                         help="add WEIGHT x an auxiliary loss: a 1x1 convolution names, at every stage-1/2 feature cell "
@@ -79,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add WEIGHT x an auxiliary loss: a 1x1 convolution tells, at every stage-1/2 feature "
                              "cell, whether the cell lies in an object of the colour and of the shape that the "
                              "sentence names for its target (not part of the official loss; the head is not "
+                             "exported); 0 (default): off")
+    parser.add_argument("--fusion-match-loss", type=float_type("--fusion-match-loss", minimum=0, maximum=100.0),
+                        default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x the --object-match-loss question asked of the local text fusion's "
+                             "output (ImageTextCorr of stages 1-2, the per-pixel image-token products, before the "
+                             "Twister) instead of the stage output (not part of the official loss; the head is not "
                              "exported); 0 (default): off")
     parser.add_argument("--object-loss-features", choices=("fused", "backbone"), default="fused",
                         help="which stage features the object losses read: fused (default; each stage's output "
@@ -179,6 +189,11 @@ def _run_with_backend(args) -> int:
                          f"{args.sentences_per_image}; pick a batch size that is")
     if args.attribute_queries and args.sentences_per_image != 1:
         raise InputError("--attribute-queries and --sentences-per-image do not combine; use one of them")
+    if args.object_shape_loss_start and not args.object_shape_loss:
+        raise InputError("--object-shape-loss-start needs --object-shape-loss WEIGHT (the loss whose start it sets)")
+    if args.object_shape_loss_start >= args.steps:
+        raise InputError(f"--object-shape-loss-start {args.object_shape_loss_start} must be below --steps {args.steps}, "
+                         "or the shape loss never counts")
     if args.warmup >= args.steps:
         raise InputError(f"--warmup {args.warmup} must be below --steps {args.steps}")
     began = time.perf_counter()
@@ -214,16 +229,19 @@ def _run_with_backend(args) -> int:
             getattr(args, term.option) for term in AUX_TERMS if term.needs_colours))
         print(f"object losses (shape {args.object_shape_loss:g}, pixel shape {args.pixel_shape_loss:g}, "
               f"colour {args.object_colour_loss:g}, match {args.object_match_loss:g}, "
-              f"pixel match {args.pixel_match_loss:g}): {len(objects)} objects on "
+              f"pixel match {args.pixel_match_loss:g}, fusion match {args.fusion_match_loss:g}): {len(objects)} objects on "
               f"{train_split.images.shape[0]} images")
     config = TrainConfig(
         preset=args.preset, variant=args.variant, resolution=args.resolution, batch_size=args.batch_size,
         steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay, seed=args.seed,
         text_encoder_lr_mult=args.text_encoder_lr_mult, sentences_per_image=args.sentences_per_image,
         attribute_queries=args.attribute_queries, mask_resize=args.mask_resize,
-        object_shape_loss=args.object_shape_loss, pixel_shape_loss=args.pixel_shape_loss,
+        object_shape_loss=args.object_shape_loss, object_shape_loss_start=args.object_shape_loss_start,
+        pixel_shape_loss=args.pixel_shape_loss,
         object_colour_loss=args.object_colour_loss, object_match_loss=args.object_match_loss,
-        pixel_match_loss=args.pixel_match_loss, object_loss_features=args.object_loss_features, log_every=args.log_every, eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
+        pixel_match_loss=args.pixel_match_loss, fusion_match_loss=args.fusion_match_loss,
+        object_loss_features=args.object_loss_features, log_every=args.log_every,
+        eval_every=args.eval_every or args.steps, eval_limit=args.eval_limit,
         checkpoint_every=args.checkpoint_every, progress=progress,
     )
     result = train(config, train_split, val_split, out, resume=args.resume, queries=queries, objects=objects)
@@ -248,10 +266,13 @@ def _run_with_backend(args) -> int:
                      "text_encoder_lr_mult": args.text_encoder_lr_mult,
                      "sentences_per_image": args.sentences_per_image,
                      "attribute_queries": args.attribute_queries, "mask_resize": args.mask_resize,
-                     "object_shape_loss": args.object_shape_loss, "pixel_shape_loss": args.pixel_shape_loss,
+                     "object_shape_loss": args.object_shape_loss,
+                     "object_shape_loss_start": args.object_shape_loss_start,
+                     "pixel_shape_loss": args.pixel_shape_loss,
                      "object_colour_loss": args.object_colour_loss,
                      "object_match_loss": args.object_match_loss,
                      "pixel_match_loss": args.pixel_match_loss,
+                     "fusion_match_loss": args.fusion_match_loss,
                      "object_loss_features": args.object_loss_features,
                      "weight_decay": args.weight_decay, "threads": args.threads,
                      "scan_backend": ops_backend_name(),

@@ -37,6 +37,7 @@ PIXEL_SHAPE_HEAD = "pixel_shape_head"
 COLOUR_HEAD = "colour_head"
 MATCH_HEAD = "match_head"
 PIXEL_MATCH_HEAD = "pixel_match_head"
+FUSION_MATCH_HEAD = "fusion_match_head"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ class AuxTerm:
     """One training-only auxiliary term of remamber/train/objects.py: its head's name (the key in the
     checkpoint's "heads" and the prefix of its logged columns), the TrainConfig field of its weight,
     the offset added to the seed that initialises its head, the head builder and the loss, whether the
-    objects must carry colours, and whether the loss also reads each sample's named words."""
+    objects must carry colours, whether the loss also reads each sample's named words, and which
+    per-stage tensors its head reads (a name of remamber.model.segmenter.FEATURE_TAPS; None: the run's
+    TrainConfig.object_loss_features)."""
 
     head: str
     option: str
@@ -53,6 +56,7 @@ class AuxTerm:
     loss: object
     needs_colours: bool = False
     reads_words: bool = False
+    features: str | None = None
 
 
 # The auxiliary terms, in the order their heads are built, given optimizer groups and added to the loss.
@@ -66,6 +70,8 @@ AUX_TERMS = (
             needs_colours=True, reads_words=True),
     AuxTerm(PIXEL_MATCH_HEAD, "pixel_match_loss", 3, object_terms.build_pixel_match_head,
             object_terms.pixel_match_loss, needs_colours=True, reads_words=True),
+    AuxTerm(FUSION_MATCH_HEAD, "fusion_match_loss", 4, object_terms.build_match_head, object_terms.object_match_loss,
+            needs_colours=True, reads_words=True, features="corr"),
 )
 CSV_FIELDS = ("step", "loss", "lr", "val_oIoU", "val_mIoU", "val_n", "elapsed_s")
 
@@ -103,6 +109,11 @@ class TrainConfig:
     # Why: the segmentation loss never teaches the randomly initialised backbone to tell shapes apart,
     # while a per-object shape target does so within a few hundred steps (docs/TRAINING.md).
     object_shape_loss: float = 0.0
+    # The first step at which the object-shape loss counts (0: from the start). Why: the match loss alone
+    # teaches the colour comparison and not the shape one, with the shape loss from the start the other
+    # way round; a model that has learned the colour comparison kept it when the shape loss was added
+    # afterwards (docs/TRAINING.md, run MO and the two-phase check).
+    object_shape_loss_start: int = 0
     # Weight of the per-cell shape auxiliary loss (objects.pixel_shape_loss; 0: off). Also not official.
     pixel_shape_loss: float = 0.0
     # Weight of the object-colour auxiliary loss (objects.object_colour_loss; 0: off). Also not official.
@@ -115,6 +126,11 @@ class TrainConfig:
     # Why: with the per-object match the mask still took in objects of another colour; a mask is decided
     # cell by cell, so this asks every stage-1/2 cell whether its object has the named colour and shape.
     pixel_match_loss: float = 0.0
+    # Weight of the object-match loss asked of the local text fusion's output (ImageTextCorr of stages
+    # 1-2, before the Twister; 0: off). Also not official. Why: with the match loss on the fused outputs
+    # the local text fusion still did not compare an object's colour with the colour word (probe
+    # --match-decodability); this asks the module built for that comparison directly (docs/TRAINING.md).
+    fusion_match_loss: float = 0.0
     # Which stage features the object heads read (Segmenter.forward_and_features): "fused", each stage's
     # output after its Twister, or "backbone", its VSS-block output before the Twister. Why: with the
     # heads on the fused features the model learned shapes and lost the colour word (docs/TRAINING.md);
@@ -141,6 +157,8 @@ class TrainConfig:
             d["mask_resize"] = self.mask_resize
         if self.object_shape_loss:
             d["object_shape_loss"] = self.object_shape_loss
+        if self.object_shape_loss_start:
+            d["object_shape_loss_start"] = self.object_shape_loss_start
         if self.pixel_shape_loss:
             d["pixel_shape_loss"] = self.pixel_shape_loss
         if self.object_colour_loss:
@@ -149,6 +167,8 @@ class TrainConfig:
             d["object_match_loss"] = self.object_match_loss
         if self.pixel_match_loss:
             d["pixel_match_loss"] = self.pixel_match_loss
+        if self.fusion_match_loss:
+            d["fusion_match_loss"] = self.fusion_match_loss
         if self.object_loss_features != "fused":
             d["object_loss_features"] = self.object_loss_features
         return d
@@ -207,7 +227,7 @@ class GroupedBatches:
 def build(config: TrainConfig):
     """(model, optimizer, scheduler, heads): heads holds the training-only modules by name (the shape
     heads of config.object_shape_loss and pixel_shape_loss, the colour head of object_colour_loss, the
-    match heads of object_match_loss and pixel_match_loss),
+    match heads of object_match_loss, pixel_match_loss and fusion_match_loss),
     trained by the same optimizer."""
     from ..model import build_model
 
@@ -276,7 +296,7 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
     model, optimizer, scheduler, heads = build(config)
     if heads and (objects is None or not len(objects)):
         raise ValueError("an object loss (config.object_shape_loss, pixel_shape_loss, object_colour_loss, "
-                         "object_match_loss or pixel_match_loss) is set "
+                         "object_match_loss, pixel_match_loss or fusion_match_loss) is set "
                          "but no objects were given")
     aux_terms = [term for term in AUX_TERMS if term.head in heads]
     for term in aux_terms:
@@ -331,13 +351,16 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
                 if query_words is not None:
                     sample_words = torch.cat([sample_words, query_words[q]])
             if heads:
-                logits, feats = model.forward_and_features(images, ids, attention, config.object_loss_features)
+                logits, taps = model.forward_and_taps(images, ids, attention)
             else:
                 logits = model(images, ids, attention)
             segmentation = segmentation_loss(logits, masks)
             loss = segmentation
             for term in aux_terms:
+                if term.head == SHAPE_HEAD and step < config.object_shape_loss_start:
+                    continue  # not yet: its head gets no gradient, AdamW leaves it untouched
                 extra = (sample_words,) if term.reads_words else ()
+                feats = taps[term.features or config.object_loss_features]
                 ce, accuracy = term.loss(heads[term.head], feats, sample_images, objects, *extra)
                 loss = loss + getattr(config, term.option) * ce
                 aux_windows[term.head].append((float(ce.item()), float(accuracy.item())))

@@ -23,6 +23,20 @@ round (docs/TRAINING.md); a per-object shape or colour target teaches the featur
 while this one asks the fused features to *compare* each object with both words of the sentence,
 which is the routing the mask needs and one word alone does not give.
 
+``train --fusion-match-loss W`` asks the object-match questions of the local text fusion's output
+instead (ImageTextCorr, ``backbone.local_text_fusion[s]``: the per-pixel products of the image features
+with every token's features, before the Twister mixes them in). Why: with the match loss on the stage
+outputs, the model still did not compare an object's colour with the colour word (linear probes on the
+packaged checkpoint's local text fusion outputs answer the colour question for 55 % / 73 % of the
+objects at stages 1 / 2, where always "no" scores 52 %; ``python -m remamber.train.probe
+--match-decodability``, docs/TRAINING.md); this module is the model's own place for that comparison,
+and the head's gradient reaches it without passing through a Twister. (It did not help: run FM.)
+
+``train --object-shape-loss-start STEP`` lets the shape term count from step STEP on. Why: the match
+loss alone teaches the colour comparison and not the shape one, and with the shape term from the start
+the model learns the shape comparison and never the colour one; added after the colour comparison is
+learned, the shape term left it in place (docs/TRAINING.md, "Both comparisons, in two phases").
+
 The heads read each stage's output after its Twister by default; ``train --object-loss-features
 backbone`` points them at the stage's VSS-block output before the Twister instead, to test whether the
 shape target then leaves the fused channels to the colour word (it did not: docs/TRAINING.md).
@@ -143,12 +157,16 @@ class ShapeHead(nn.Module):
     def forward(self, feats: list[torch.Tensor], sample: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """feats: the stage outputs of a batch; object o lies in sample[o] with cell weights
         weights[o] (n, 1, S, S) -> shape logits (n, n_shapes)."""
-        pooled = []
-        for s in SHAPE_STAGES:
-            f = feats[s][sample].float()  # (n, C, h, w)
-            w = F.interpolate(weights.float(), size=f.shape[-2:], mode="area")
-            pooled.append((f * w).sum((2, 3)) / w.sum((2, 3)).clamp_min(1e-6))
-        return self.linear(torch.cat(pooled, 1))
+        return self.linear(torch.cat([object_means(feats[s], sample, weights) for s in SHAPE_STAGES], 1))
+
+
+def object_means(feature: torch.Tensor, sample: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(n, C) float32: each object's mean of one stage's ``feature`` (B, C, h, w) over its cells, object o
+    lying in sample sample[o] with weights[o] (n, 1, S, S), the share of each S x S cell it covers
+    (area-resized to the feature's grid)."""
+    f = feature[sample].float()  # (n, C, h, w)
+    w = F.interpolate(weights.float(), size=f.shape[-2:], mode="area")
+    return (f * w).sum((2, 3)) / w.sum((2, 3)).clamp_min(1e-6)
 
 
 def build_shape_head(model) -> ShapeHead:

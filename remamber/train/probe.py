@@ -2,6 +2,7 @@
 
     python -m remamber.train.probe --checkpoint RUN/checkpoint.pth --data DATA [--split val] [--limit 32]
         [--decodability] [--object-decodability [--object-images 300]] [--random-weights]
+        [--match-decodability [--match-sentences 600] [--match-fit-sentences 2000]]
 
 - **sentence swap:** every image of the first ``--limit`` sentences is run with its own sentence and
   with the next sentence's (a rotation of the batch), and the fraction of mask pixels that change is
@@ -16,6 +17,15 @@
 - **what the image features carry** (``--object-decodability``): the same probes on each backbone
   stage's features averaged over each object's mask predict the object's shape and colour. With
   ``--random-weights`` the seeded random initialisation is probed instead, as the baseline.
+- **does the model compare an object with the sentence's words** (``--match-decodability``): for every
+  object of the images of the first sentences, and each of three tensors of stages 1-2 (the VSS-block
+  output before the text, the local text fusion's output, the stage output after the Twister; the
+  taps of ``forward_and_taps``) averaged over the object, linear probes answer the questions of
+  ``train --object-match-loss``: has this object the colour, the shape, that the sentence names for its
+  target. Fitted on train sentences, scored on the probed split's, beside the rate of "no". A training
+  ``checkpoint.pth`` that kept match heads also gets each head's accuracy per question on the probed
+  split. Why: a model can see an object's colour and read the colour word and still never compare the
+  two; the match heads' overall accuracy hid that (docs/TRAINING.md, "The colour comparison is missing").
 
 Why it exists: oIoU alone cannot tell "has not learned yet" from "ignores the text", and the second
 stalls training for good (issue 16, docs/TRAINING.md).
@@ -153,6 +163,92 @@ def object_decodability(model, dataset, fit_split: str, test_split: str, resolut
     return out
 
 
+# The per-stage tensors the match probes read, and the questions they ask (object_match_loss's order).
+MATCH_TAPS = ("backbone", "corr", "fused")
+MATCH_QUESTIONS = ("colour", "shape")
+
+
+def match_features(model, dataset, split: str, resolution: int, limit: int | None = None) -> tuple[dict, torch.Tensor]:
+    """Every object of the images of the first ``limit`` sentences of ``split``, once per sentence: its mean
+    over its mask of each MATCH_TAPS tensor at each stage of objects.SHAPE_STAGES, computed with that
+    sentence, and the answers to MATCH_QUESTIONS for that sentence.
+
+    -> ({(tap, stage): (objects, C_stage) float64}, answers (objects, 2) long: 1 yes, 0 no, -1 where
+    the sentence names no colour / no shape for its target)."""
+    from .data import load_split
+    from .objects import SHAPE_STAGES, build_object_shapes, named_words, object_means
+
+    tensors = load_split(dataset, split, resolution, limit=limit)
+    objects = build_object_shapes(dataset, tensors, colours=True)
+    words = named_words(tensors.sentences)
+    pooled: dict[tuple[str, int], list[torch.Tensor]] = {(tap, s): [] for tap in MATCH_TAPS for s in SHAPE_STAGES}
+    answers = []
+    for start in range(0, len(tensors), 16):
+        idx = torch.arange(start, min(start + 16, len(tensors)))
+        images, ids, attention, _ = tensors.batch(idx)
+        with torch.no_grad():
+            _, taps = model.forward_and_taps(images, ids, attention)
+        sample, obj = objects.of_samples(tensors.image_index[idx])
+        named = words[idx][sample]
+        has = torch.stack([objects.colour[obj] == named[:, 0], objects.label[obj] == named[:, 1]], 1).long()
+        answers.append(torch.where(named >= 0, has, torch.full_like(has, -1)))
+        for tap, s in pooled:
+            with torch.no_grad():
+                pooled[(tap, s)].append(object_means(taps[tap][s], sample, objects.weights[obj]).double())
+    return {key: torch.cat(values) for key, values in pooled.items()}, torch.cat(answers)
+
+
+def match_decodability(fit: tuple[dict, torch.Tensor], test: tuple[dict, torch.Tensor]) -> dict:
+    """Linear probes on match_features: for each (tap, stage) and question, fitted on ``fit``'s objects
+    that the question is asked of, scored on ``test``'s.
+
+    -> {"probes": {(tap, stage): {question: accuracy}}, "<question>_no": share of "no" among the test
+    answers (what a probe that learned nothing scores at best), "<question>_n": test answers}."""
+    (fit_x, fit_y), (test_x, test_y) = fit, test
+    out: dict = {"probes": {key: {} for key in fit_x}}
+    for q, question in enumerate(MATCH_QUESTIONS):
+        fit_rows, test_rows = fit_y[:, q] >= 0, test_y[:, q] >= 0
+        for key in fit_x:
+            out["probes"][key][question] = _probe_accuracy(fit_x[key][fit_rows], fit_y[fit_rows, q],
+                                                           test_x[key][test_rows], test_y[test_rows, q], 2)
+        out[f"{question}_no"] = float((test_y[test_rows, q] == 0).double().mean())
+        out[f"{question}_n"] = int(test_rows.sum())
+    return out
+
+
+def match_head_accuracy(head, features: dict, answers: torch.Tensor, tap: str) -> dict:
+    """Per question, the share of ``answers`` (match_features) that a trained match head (objects.ShapeHead
+    with two logits) gets right from the ``tap`` features it was trained on -> {question: accuracy}."""
+    from .objects import SHAPE_STAGES
+
+    with torch.no_grad():
+        pooled = torch.cat([features[(tap, s)] for s in SHAPE_STAGES], 1).to(head.linear.weight.dtype)
+        said = head.linear(pooled) > 0
+    out = {}
+    for q, question in enumerate(MATCH_QUESTIONS):
+        rows = answers[:, q] >= 0
+        out[question] = float((said[rows, q].long() == answers[rows, q]).double().mean())
+    return out
+
+
+def trained_match_heads(model, checkpoint: Path) -> dict:
+    """The match heads a training checkpoint.pth kept (train --object-match-loss / --fusion-match-loss),
+    loaded -> {head name: (head, the tap it reads)}; empty for other files."""
+    from .loop import AUX_TERMS
+    from .objects import build_match_head
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "heads" not in state:
+        return {}
+    found = {}
+    for term in AUX_TERMS:
+        if term.head in state["heads"] and term.build_head is build_match_head:
+            head = build_match_head(model)
+            head.load_state_dict(state["heads"][term.head])
+            found[term.head] = (head.eval(), term.features or state["config"].get("object_loss_features", "fused"))
+    return found
+
+
 def sentence_swap(model, split, limit: int) -> dict:
     """Fraction of mask pixels that change when each image gets the next sentence instead of its own."""
     n = min(limit, len(split))
@@ -191,6 +287,14 @@ def main(argv=None) -> int:
                              "features averaged over the object (train split images), scored on --split's objects")
     parser.add_argument("--object-images", type=int, default=300,
                         help="images per split for --object-decodability (default 300)")
+    parser.add_argument("--match-decodability", action="store_true",
+                        help="also fit linear probes for 'has this object the colour / the shape the sentence "
+                             "names' on three stage-1/2 tensors averaged over each object (train sentences), "
+                             "scored on --split's; with a training checkpoint.pth, also its match heads")
+    parser.add_argument("--match-sentences", type=int, default=600,
+                        help="--split sentences for --match-decodability (default 600)")
+    parser.add_argument("--match-fit-sentences", type=int, default=2000,
+                        help="train sentences the match probes are fitted on (default 2000)")
     parser.add_argument("--random-weights", action="store_true",
                         help="probe the seeded random initialisation instead of --checkpoint (a baseline)")
     args = parser.parse_args(argv)
@@ -225,7 +329,33 @@ def main(argv=None) -> int:
                   f"colour {100 * stage['colour']:.1f}%")
         print(f"(majority shape {100 * found['shape_majority']:.1f}%, colour {100 * found['colour_majority']:.1f}%; "
               f"{found['n']} {args.split} objects, probes fitted on train objects)")
+    if args.match_decodability:
+        _print_match_probes(model, dataset, args)
     return 0
+
+
+def _print_match_probes(model, dataset, args) -> None:
+    from .. import ops
+    from .cli import scan_backend_for_training
+
+    with ops.use_backend(scan_backend_for_training("auto")):
+        fit = match_features(model, dataset, "train", args.resolution, args.match_fit_sentences)
+        test = match_features(model, dataset, args.split, args.resolution, args.match_sentences)
+    found = match_decodability(fit, test)
+    names = {"backbone": "VSS-block output (before the text)", "corr": "local text fusion output",
+             "fused": "stage output (after the Twister)"}
+    for (tap, stage), scores in found["probes"].items():
+        print(f"stage {stage + 1} {names[tap]:36s} -> named colour {100 * scores['colour']:.1f}%, "
+              f"named shape {100 * scores['shape']:.1f}%")
+    print(f"(answer 'no': colour {100 * found['colour_no']:.1f}% of {found['colour_n']}, shape "
+          f"{100 * found['shape_no']:.1f}% of {found['shape_n']} questions on the objects of the first "
+          f"{args.match_sentences} {args.split} sentences; probes fitted on the first {args.match_fit_sentences} train "
+          "sentences' objects)")
+    if args.checkpoint is not None and not args.random_weights:
+        for name, (head, tap) in trained_match_heads(model, args.checkpoint).items():
+            scores = match_head_accuracy(head, *test, tap)
+            print(f"trained {name} (reads {tap}) -> named colour {100 * scores['colour']:.1f}%, "
+                  f"named shape {100 * scores['shape']:.1f}%")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ EXPORT_NAME = "model_fp16.pth"
 # schedule depends on the total).
 TRAJECTORY_KEYS = ("preset", "variant", "resolution", "batch_size", "steps", "lr", "warmup", "weight_decay",
                    "seed", "min_lr_ratio", "text_encoder_lr_mult", "sentences_per_image",
-                   "attribute_queries", "mask_resize", "object_shape_loss",
+                   "attribute_queries", "mask_resize", "object_shape_loss", "object_shape_loss_start",
                    "pixel_shape_loss", "object_colour_loss", "object_match_loss", "pixel_match_loss",
-                   "object_loss_features")
+                   "fusion_match_loss", "object_loss_features")
 
 
 def save_training_state(path: Path, model, optimizer, scheduler, step: int, config: dict,
