@@ -45,9 +45,10 @@ class AuxTerm:
     """One training-only auxiliary term of remamber/train/objects.py: its head's name (the key in the
     checkpoint's "heads" and the prefix of its logged columns), the TrainConfig field of its weight,
     the offset added to the seed that initialises its head, the head builder and the loss, whether the
-    objects must carry colours, whether the loss also reads each sample's named words, and which
+    objects must carry colours, whether the loss also reads each sample's named words, which
     per-stage tensors its head reads (a name of remamber.model.segmenter.FEATURE_TAPS; None: the run's
-    TrainConfig.object_loss_features)."""
+    TrainConfig.object_loss_features), and the TrainConfig field of the first step the term counts at
+    (None: from the start)."""
 
     head: str
     option: str
@@ -57,11 +58,13 @@ class AuxTerm:
     needs_colours: bool = False
     reads_words: bool = False
     features: str | None = None
+    start_option: str | None = None
 
 
 # The auxiliary terms, in the order their heads are built, given optimizer groups and added to the loss.
 AUX_TERMS = (
-    AuxTerm(SHAPE_HEAD, "object_shape_loss", 0, object_terms.build_shape_head, object_terms.object_shape_loss),
+    AuxTerm(SHAPE_HEAD, "object_shape_loss", 0, object_terms.build_shape_head, object_terms.object_shape_loss,
+            start_option="object_shape_loss_start"),
     AuxTerm(PIXEL_SHAPE_HEAD, "pixel_shape_loss", 0, object_terms.build_pixel_shape_head,
             object_terms.pixel_shape_loss),
     AuxTerm(COLOUR_HEAD, "object_colour_loss", 1, object_terms.build_colour_head, object_terms.object_colour_loss,
@@ -357,7 +360,7 @@ def train(config: TrainConfig, train_split, val_split, out: Path, resume: Path |
             segmentation = segmentation_loss(logits, masks)
             loss = segmentation
             for term in aux_terms:
-                if term.head == SHAPE_HEAD and step < config.object_shape_loss_start:
+                if term.start_option and step < getattr(config, term.start_option):
                     continue  # not yet: its head gets no gradient, AdamW leaves it untouched
                 extra = (sample_words,) if term.reads_words else ()
                 feats = taps[term.features or config.object_loss_features]

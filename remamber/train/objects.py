@@ -273,6 +273,12 @@ def pixel_shape_loss(head: PixelShapeHead, feats: list[torch.Tensor], sample_ima
     return torch.stack(losses).mean(), torch.tensor(correct / counted)
 
 
+def named_answers(objects: ObjectShapes, obj: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """(n, 2) bool: whether object obj[i] has the colour (column 0) and the shape (column 1) named in
+    words[i] (a row of named_words; -1, no word, never matches)."""
+    return torch.stack([objects.colour[obj] == words[:, 0], objects.label[obj] == words[:, 1]], 1)
+
+
 def object_match_loss(head: ShapeHead, feats: list[torch.Tensor], sample_images: torch.Tensor,
                       objects: ObjectShapes, sample_words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean binary cross-entropy, accuracy) of "this object has the colour / the shape that the
@@ -284,7 +290,7 @@ def object_match_loss(head: ShapeHead, feats: list[torch.Tensor], sample_images:
     sample, obj = objects.of_samples(sample_images)
     logits = head(feats, sample, objects.weights[obj])
     words = sample_words[sample]
-    target = torch.stack([objects.colour[obj] == words[:, 0], objects.label[obj] == words[:, 1]], 1).float()
+    target = named_answers(objects, obj, words).float()
     asked = words >= 0
     if not bool(asked.any()):
         return logits.sum() * 0.0, torch.tensor(float("nan"))
@@ -310,7 +316,7 @@ def named_cover(objects: ObjectShapes, sample_images: torch.Tensor, sample_words
         raise ValueError("the pixel match loss needs ObjectShapes built with colours=True")
     sample, obj = objects.of_samples(sample_images)
     words = sample_words[sample]
-    has = torch.stack([objects.colour[obj] == words[:, 0], objects.label[obj] == words[:, 1]], 1).float()
+    has = named_answers(objects, obj, words).float()
     size = objects.weights.shape[-2:]
     cover = torch.zeros(len(sample_images), 2, *size)
     cover.index_add_(0, sample, objects.weights[obj].float() * has[:, :, None, None])

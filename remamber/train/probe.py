@@ -176,7 +176,7 @@ def match_features(model, dataset, split: str, resolution: int, limit: int | Non
     -> ({(tap, stage): (objects, C_stage) float64}, answers (objects, 2) long: 1 yes, 0 no, -1 where
     the sentence names no colour / no shape for its target)."""
     from .data import load_split
-    from .objects import SHAPE_STAGES, build_object_shapes, named_words, object_means
+    from .objects import SHAPE_STAGES, build_object_shapes, named_answers, named_words, object_means
 
     tensors = load_split(dataset, split, resolution, limit=limit)
     objects = build_object_shapes(dataset, tensors, colours=True)
@@ -190,7 +190,7 @@ def match_features(model, dataset, split: str, resolution: int, limit: int | Non
             _, taps = model.forward_and_taps(images, ids, attention)
         sample, obj = objects.of_samples(tensors.image_index[idx])
         named = words[idx][sample]
-        has = torch.stack([objects.colour[obj] == named[:, 0], objects.label[obj] == named[:, 1]], 1).long()
+        has = named_answers(objects, obj, named).long()
         answers.append(torch.where(named >= 0, has, torch.full_like(has, -1)))
         for tap, s in pooled:
             with torch.no_grad():
@@ -231,13 +231,12 @@ def match_head_accuracy(head, features: dict, answers: torch.Tensor, tap: str) -
     return out
 
 
-def trained_match_heads(model, checkpoint: Path) -> dict:
+def trained_match_heads(model, state) -> dict:
     """The match heads a training checkpoint.pth kept (train --object-match-loss / --fusion-match-loss),
-    loaded -> {head name: (head, the tap it reads)}; empty for other files."""
+    loaded from its contents ``state`` -> {head name: (head, the tap it reads)}; empty for other files."""
     from .loop import AUX_TERMS
     from .objects import build_match_head
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "heads" not in state:
         return {}
     found = {}
@@ -330,11 +329,12 @@ def main(argv=None) -> int:
         print(f"(majority shape {100 * found['shape_majority']:.1f}%, colour {100 * found['colour_majority']:.1f}%; "
               f"{found['n']} {args.split} objects, probes fitted on train objects)")
     if args.match_decodability:
-        _print_match_probes(model, dataset, args)
+        _print_match_probes(model, dataset, args, None if args.random_weights else contents[0])
     return 0
 
 
-def _print_match_probes(model, dataset, args) -> None:
+def _print_match_probes(model, dataset, args, state) -> None:
+    """state: the checkpoint's contents (read once by main), None for --random-weights."""
     from .. import ops
     from .cli import scan_backend_for_training
 
@@ -351,8 +351,8 @@ def _print_match_probes(model, dataset, args) -> None:
           f"{100 * found['shape_no']:.1f}% of {found['shape_n']} questions on the objects of the first "
           f"{args.match_sentences} {args.split} sentences; probes fitted on the first {args.match_fit_sentences} train "
           "sentences' objects)")
-    if args.checkpoint is not None and not args.random_weights:
-        for name, (head, tap) in trained_match_heads(model, args.checkpoint).items():
+    if state is not None:
+        for name, (head, tap) in trained_match_heads(model, state).items():
             scores = match_head_accuracy(head, *test, tap)
             print(f"trained {name} (reads {tap}) -> named colour {100 * scores['colour']:.1f}%, "
                   f"named shape {100 * scores['shape']:.1f}%")
